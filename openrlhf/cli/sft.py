@@ -1,0 +1,13 @@
+"""openrlhf-sft (not available yet)."""
+
+import sys
+
+from openrlhf.cli._unavailable import not_available
+
+
+def main() -> int:
+    return not_available("openrlhf-sft", "the trainer issue")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
