@@ -211,6 +211,9 @@ class TrainConfig(Section):
     colocate_all: bool = False
     colocate_actor_ref: bool = False
     max_nonfinite_skips: int = Field(3, ge=1, description="stop after this many non-finite updates in a row")
+    inject_nonfinite_at_steps: list[int] = Field(
+        default_factory=list, description="fault injection: make the loss non-finite at these steps (tests)"
+    )
     eval_steps: int = Field(0, ge=0, description="evaluate every k steps; 0: start and end only")
     cpus_per_worker: float = Field(1.0, gt=0.0)
     num_threads_per_worker: int = Field(0, ge=0, description="torch threads per Ray worker; 0: auto")
@@ -241,8 +244,9 @@ class LoggerConfig(Section):
 class SFTConfig(Section):
     epochs: int = Field(1, ge=1)
     learning_rate: float = Field(1e-4, gt=0.0)
+    batch_size: int = Field(32, ge=1, description="samples per optimizer step")
     micro_batch_size: int = Field(8, ge=1)
-    max_len: int = Field(512, ge=8)
+    max_len: int = Field(512, ge=8, description="response tokens kept per sample")
     output_dir: str = ""
 
 
@@ -275,6 +279,10 @@ class Config(Section):
     def _check_cross_fields(self) -> Config:
         if self.reward.remote_url and self.reward.reward_func:
             raise ValueError("reward.remote_url and reward.reward_func are exclusive: set one")
+        if self.actor.lora.rank > 0 and self.ds.zero_stage == 3:
+            raise ValueError(
+                "actor.lora.rank > 0 needs ds.zero_stage <= 2 (LoRA merging of ZeRO-3 shards is not supported)"
+            )
         return self
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+pytest_plugins = ["fixtures_models"]
+
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache"
 

@@ -20,7 +20,9 @@ class Sample:
     label: the solution string (or a structured label such as R1-Reward's preference answer).
     task: the reward method for this row (None: the reward server's default recipe).
     label_fields: extra task fields sent along with the label (e.g. image_size, input_size).
-    source, line: where the row came from (1-based line for jsonl, 1-based index for a JSON list).
+    source, line: where the row came from: the file as named, and the 1-based line the row starts on (jsonl:
+        its line; JSON list: the line its object starts on; parquet / saved datasets: the 1-based row index).
+    response: a full reference response (e.g. with <think>/<answer>) for SFT; falls back to the label.
     """
 
     messages: list[dict[str, Any]]
@@ -31,6 +33,7 @@ class Sample:
     source: str = ""
     line: int = 0
     id: str | None = None
+    response: str | None = None  # a reference response, for supervised fine-tuning
 
     @property
     def where(self) -> str:

@@ -1,0 +1,79 @@
+"""Prompt building: a Sample's messages -> the text the policy sees, through the model's chat template.
+
+prompt_messages(sample, data_cfg):
+  1. ``data.system_prompt`` becomes a leading system message, unless the row brings its own system message
+     (a row's own system message is data and wins).
+  2. ``data.task_suffix`` is appended to the text of the last user message (to its last text part when the
+     content is a list of parts; a text part is added at the end when it has none). A suffix that starts with whitespace is
+     appended as it is, otherwise it is joined with one space. ``task_suffix: r1`` names the standard R1
+     instruction R1_THINK_ANSWER_SUFFIX.
+build_prompt_text(sample, tokenizer_or_processor, data_cfg) applies the chat template of the tokenizer or the
+processor to those messages with ``add_generation_prompt=True``. Image parts stay ``{"type": "image"}``: the
+processor's template expands them into the model's vision tokens.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from openrlhf.data.sample import Sample
+
+R1_THINK_ANSWER_SUFFIX = (
+    "First think about the question step by step inside <think> </think> tags, "
+    "then give only the final answer inside <answer> </answer> tags."
+)
+
+# Short names a config may give as data.task_suffix instead of the full text.
+NAMED_SUFFIXES = {"r1": R1_THINK_ANSWER_SUFFIX}
+
+
+def resolve_task_suffix(text: str) -> str:
+    """``r1`` -> R1_THINK_ANSWER_SUFFIX; any other text is the suffix itself."""
+    return NAMED_SUFFIXES.get(text.strip(), text) if text else ""
+
+
+def _join(text: str, suffix: str) -> str:
+    if suffix[:1].isspace() or not text:
+        return text + suffix
+    return text.rstrip() + " " + suffix
+
+
+def append_suffix(messages: list[dict[str, Any]], suffix: str) -> None:
+    """Append ``suffix`` to the last user message in place."""
+    if not suffix:
+        return
+    user_turns = [m for m in messages if m["role"] == "user"]
+    if not user_turns:
+        raise ValueError("cannot append the task suffix: the prompt has no user message")
+    last = user_turns[-1]
+    content = last["content"]
+    if isinstance(content, str):
+        last["content"] = _join(content, suffix)
+        return
+    text_parts = [p for p in content if p.get("type") == "text"]
+    if text_parts:
+        text_parts[-1]["text"] = _join(text_parts[-1]["text"], suffix)
+    else:
+        content.append({"type": "text", "text": suffix.lstrip()})
+
+
+def prompt_messages(sample: Sample, data_cfg: Any) -> list[dict[str, Any]]:
+    """The sample's messages with the system prompt and task suffix of ``data_cfg`` (a deep copy)."""
+    messages = copy.deepcopy(sample.messages)
+    if data_cfg.system_prompt and not any(m["role"] == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": data_cfg.system_prompt})
+    append_suffix(messages, resolve_task_suffix(data_cfg.task_suffix))
+    return messages
+
+
+def build_prompt_text(sample: Sample, tokenizer_or_processor: Any, data_cfg: Any) -> str:
+    """Chat-templated prompt text, ending with the template's generation prompt (assistant turn opened)."""
+    messages = prompt_messages(sample, data_cfg)
+    if getattr(tokenizer_or_processor, "chat_template", None) is None:
+        name = type(tokenizer_or_processor).__name__
+        raise ValueError(f"{name} has no chat template: set one (tokenizer.chat_template) or use an instruct model")
+    text = tokenizer_or_processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if not isinstance(text, str):
+        raise TypeError(f"apply_chat_template returned {type(text).__name__}, expected the prompt text")
+    return text

@@ -1,0 +1,322 @@
+"""Synthetic demo tasks, deterministic for a seed: arithmetic (text) and shapes (tiny images).
+
+arithmetic: word problems with +, - and * ("What is 7 + 5?"), written as OmniRL JSON lists
+    ``{"problem", "solution", "task": "math", "level"}``. ``difficulty`` d in 1..4 draws each problem's level
+    uniformly from 1..d: level 1 single digits, 2 up to 20 (x up to 9), 3 up to 99 (x up to 12),
+    4 two-step problems (a + b - c, a * b + c). The SFT file holds the training problems with a ``response``
+    (Sample.response, the SFT target) ``<think>REASONING</think><answer>N</answer>``. REASONING is the worked decomposition
+    ("47 + 38 = 40 + 30 + 7 + 8 = 70 + 15 = 85") with probability ``full_reasoning_prob``, else just
+    "47 + 38 = 85": a small model learns the format and easy sums from it, and RL has room to improve.
+    Held-out problems never share an expression with training problems.
+shapes: PNG images (default 56x56, a few hundred bytes) of 1-3 coloured shapes of distinct kinds, with one
+    question each, written as VLM-R1 jsonl with ``accu_reward_method``: counting ("How many shapes ..."),
+    exact (the colour of the circle), choice (the colour, as options A-D) and rec (the box of the triangle,
+    label ``[x1, y1, x2, y2]`` in image pixels, inclusive; the loader adds ``image_size``). The SFT file repeats
+    the training rows with a ``response``: a short description in <think> and the answer in <answer>.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+# --------------------------------------------------------------------------- arithmetic
+
+NAMES = ("Tom", "Ana", "Sam", "Mia", "Leo", "Eva")
+ITEMS = ("apples", "books", "coins", "pens", "cards", "stones")
+TEMPLATES = {
+    "+": ("What is {a} + {b}?", "{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?"),
+    "-": ("What is {a} - {b}?", "{name} has {a} {item} and gives away {b}. How many {item} are left?"),
+    "*": ("What is {a} * {b}?", "There are {a} boxes with {b} {item} in each box. How many {item} are there in total?"),
+}
+MAX_DIFFICULTY = 4
+
+
+@dataclass(frozen=True)
+class ArithmeticProblem:
+    question: str
+    expression: str  # "47 + 38": held-out and training problems never share one
+    answer: int
+    short_reasoning: str  # "47 + 38 = 85"
+    full_reasoning: str  # "47 + 38 = 40 + 30 + 7 + 8 = 70 + 15 = 85"
+    level: int
+
+
+def worked_steps(a: int, op: str, b: int) -> str:
+    """The decomposition of one operation into tens and ones, e.g. ``47 + 38 = 40 + 30 + 7 + 8 = 70 + 15 = 85``,
+    ``52 - 17 = 52 - 10 - 7 = 42 - 7 = 35``, ``7 * 12 = 7 * 10 + 7 * 2 = 70 + 14 = 84``; plain ``a op b = r``
+    when there is nothing to decompose.
+    """
+    result = {"+": a + b, "-": a - b, "*": a * b}[op]
+    head = f"{a} {op} {b}"
+    (at, ao), (bt, bo) = divmod(a, 10), divmod(b, 10)
+    if op == "+":
+        terms = [t * 10 for t in (at, bt) if t] + [o for o in (ao, bo) if o]
+        if len(terms) > 2:
+            middle = [x for x in ((at + bt) * 10, ao + bo) if x]
+            chain = [" + ".join(map(str, terms))] + ([" + ".join(map(str, middle))] if len(middle) > 1 else [])
+            return " = ".join([head, *chain, str(result)])
+    if op == "-" and bt and bo:
+        return f"{head} = {a} - {bt * 10} - {bo} = {a - bt * 10} - {bo} = {result}"
+    if op == "*" and bt and bo and a > 1:
+        return f"{head} = {a} * {bt * 10} + {a} * {bo} = {a * bt * 10} + {a * bo} = {result}"
+    return f"{head} = {result}"
+
+
+def _operands(rng: random.Random, op: str, level: int) -> tuple[int, int]:
+    top = {1: 9, 2: 20, 3: 99}[level] if op != "*" else {1: 5, 2: 9, 3: 12}[level]
+    low = 0 if level == 1 else 2
+    a, b = rng.randint(low, top), rng.randint(low, top)
+    if op == "-" and b > a:
+        a, b = b, a
+    return a, b
+
+
+def make_arithmetic_problem(rng: random.Random, level: int) -> ArithmeticProblem:
+    """One problem of the given level (1..4)."""
+    if not 1 <= level <= MAX_DIFFICULTY:
+        raise ValueError(f"arithmetic level must be 1..{MAX_DIFFICULTY}, got {level}")
+    name, item = rng.choice(NAMES), rng.choice(ITEMS)
+    if level == 4:  # two steps: a + b - c or a * b + c
+        if rng.random() < 0.5:
+            a, b = rng.randint(1, 30), rng.randint(1, 30)
+            c = rng.randint(0, a + b)
+            first, second = worked_steps(a, "+", b), worked_steps(a + b, "-", c)
+            expression, answer = f"{a} + {b} - {c}", a + b - c
+            question = f"{name} has {a} {item}, gets {b} more and gives away {c}. How many {item} are left?"
+        else:
+            a, b, c = rng.randint(2, 9), rng.randint(2, 9), rng.randint(1, 20)
+            first, second = worked_steps(a, "*", b), worked_steps(a * b, "+", c)
+            expression, answer = f"{a} * {b} + {c}", a * b + c
+            question = f"What is {a} * {b} + {c}?"
+        short = f"{expression} = {answer}"
+        return ArithmeticProblem(question, expression, answer, short, f"{first}, {second}", level)
+    op = rng.choice("+-*")
+    a, b = _operands(rng, op, level)
+    template = rng.choice(TEMPLATES[op])
+    answer = {"+": a + b, "-": a - b, "*": a * b}[op]
+    expression = f"{a} {op} {b}"
+    return ArithmeticProblem(
+        template.format(a=a, b=b, name=name, item=item),
+        expression,
+        answer,
+        f"{expression} = {answer}",
+        worked_steps(a, op, b),
+        level,
+    )
+
+
+def sft_target(reasoning: str, answer: object) -> str:
+    return f"<think>{reasoning}</think><answer>{answer}</answer>"
+
+
+def _arithmetic_set(rng: random.Random, count: int, difficulty: int, banned: set[str]) -> list[ArithmeticProblem]:
+    problems: list[ArithmeticProblem] = []
+    tries = 0
+    while len(problems) < count:
+        tries += 1
+        if tries > 200 * count + 1000:
+            raise ValueError(
+                f"could not draw {count} arithmetic problems at difficulty {difficulty} without repeating held-out "
+                "expressions: lower num_heldout or raise the difficulty"
+            )
+        problem = make_arithmetic_problem(rng, rng.randint(1, difficulty))
+        if problem.expression not in banned:
+            problems.append(problem)
+    return problems
+
+
+def _write_json_list(path: Path, rows: list[dict]) -> None:
+    body = ",\n".join("  " + json.dumps(row, ensure_ascii=False) for row in rows)
+    path.write_text("[\n" + body + "\n]\n", encoding="utf-8")
+
+
+def write_arithmetic_task(
+    out_dir: str | Path,
+    num_train: int,
+    num_heldout: int,
+    seed: int = 0,
+    *,
+    difficulty: int = 3,
+    full_reasoning_prob: float = 0.5,
+) -> dict[str, Path]:
+    """Write train.json, heldout.json (OmniRL JSON lists) and sft.json; returns {"train", "heldout", "sft"}."""
+    if not 1 <= difficulty <= MAX_DIFFICULTY:
+        raise ValueError(f"difficulty must be 1..{MAX_DIFFICULTY}, got {difficulty}")
+    if num_train < 1 or num_heldout < 0:
+        raise ValueError(f"num_train must be >= 1 and num_heldout >= 0, got {num_train}, {num_heldout}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    heldout: list[ArithmeticProblem] = []
+    seen: set[str] = set()
+    for _ in range(num_heldout):  # held-out expressions are distinct from each other too
+        problem = _arithmetic_set(rng, 1, difficulty, seen)[0]
+        seen.add(problem.expression)
+        heldout.append(problem)
+    train = _arithmetic_set(rng, num_train, difficulty, seen)
+
+    def row(p: ArithmeticProblem) -> dict:
+        return {"problem": p.question, "solution": str(p.answer), "task": "math", "level": p.level}
+
+    paths = {"train": out / "train.json", "heldout": out / "heldout.json", "sft": out / "sft.json"}
+    _write_json_list(paths["train"], [row(p) for p in train])
+    _write_json_list(paths["heldout"], [row(p) for p in heldout])
+    sft_rows = []
+    for p in train:
+        reasoning = p.full_reasoning if rng.random() < full_reasoning_prob else p.short_reasoning
+        sft_rows.append({**row(p), "response": sft_target(reasoning, p.answer)})
+    _write_json_list(paths["sft"], sft_rows)
+    return paths
+
+
+# --------------------------------------------------------------------------- shapes
+
+SHAPE_KINDS = ("circle", "square", "triangle")
+COLOURS = {"red": (220, 40, 40), "green": (40, 160, 60), "blue": (40, 80, 220), "yellow": (230, 190, 30)}
+BACKGROUND = (255, 255, 255)
+QUESTION_KINDS = ("counting", "exact", "choice", "rec")
+
+
+@dataclass(frozen=True)
+class Shape:
+    kind: str
+    colour: str
+    box: tuple[int, int, int, int]  # x1, y1, x2, y2 in pixels, inclusive
+
+
+def draw_shapes_image(shapes: Sequence[Shape], size: int | tuple[int, int] = 56) -> Image.Image:
+    """A palette image (white background) with the shapes drawn filled; saves as a PNG of a few hundred bytes."""
+    width, height = (size, size) if isinstance(size, int) else size
+    palette = [*BACKGROUND]
+    for rgb in COLOURS.values():
+        palette.extend(rgb)
+    img = Image.new("P", (width, height), 0)
+    img.putpalette(palette)
+    draw = ImageDraw.Draw(img)
+    for shape in shapes:
+        fill = 1 + list(COLOURS).index(shape.colour)
+        x1, y1, x2, y2 = shape.box
+        if shape.kind == "circle":
+            draw.ellipse(shape.box, fill=fill)
+        elif shape.kind == "square":
+            draw.rectangle(shape.box, fill=fill)
+        elif shape.kind == "triangle":
+            draw.polygon([(x1, y2), ((x1 + x2) / 2, y1), (x2, y2)], fill=fill)
+        else:
+            raise ValueError(f"unknown shape kind {shape.kind!r} (allowed: {', '.join(SHAPE_KINDS)})")
+    return img
+
+
+def random_shapes(rng: random.Random, size: int = 56, max_shapes: int = 3) -> list[Shape]:
+    """1..max_shapes shapes of distinct kinds and random colours, with non-overlapping boxes."""
+    count = rng.randint(1, min(max_shapes, len(SHAPE_KINDS)))
+    kinds = rng.sample(SHAPE_KINDS, count)
+    boxes: list[tuple[int, int, int, int]] = []
+    lo, hi = max(6, size // 5), max(8, size // 3)
+    while len(boxes) < count:
+        side = rng.randint(lo, hi)
+        x1, y1 = rng.randint(1, size - side - 2), rng.randint(1, size - side - 2)
+        box = (x1, y1, x1 + side, y1 + side)
+        if all(box[2] + 2 < b[0] or b[2] + 2 < box[0] or box[3] + 2 < b[1] or b[3] + 2 < box[1] for b in boxes):
+            boxes.append(box)
+    return [Shape(kind, rng.choice(list(COLOURS)), box) for kind, box in zip(kinds, boxes, strict=True)]
+
+
+def _describe(shapes: Sequence[Shape]) -> str:
+    return " and ".join(f"a {s.colour} {s.kind}" for s in shapes)
+
+
+def shapes_question(rng: random.Random, shapes: Sequence[Shape], kind: str) -> tuple[str, str, str, str]:
+    """(question, answer, accu_reward_method, SFT target) for one image; the question has its <image>."""
+    target = rng.choice(shapes)
+    if kind == "counting":
+        n = len(shapes)
+        return (
+            "<image>How many shapes are in the image?",
+            str(n),
+            "counting",
+            sft_target(f"I see {_describe(shapes)}, so {n}.", n),
+        )
+    if kind == "exact":
+        return (
+            f"<image>What colour is the {target.kind}?",
+            target.colour,
+            "exact",
+            sft_target(f"The {target.kind} is {target.colour}.", target.colour),
+        )
+    if kind == "choice":
+        options = rng.sample(list(COLOURS), len(COLOURS))
+        letters = "ABCD"
+        letter = letters[options.index(target.colour)]
+        listing = " ".join(f"{letters[i]}. {c}" for i, c in enumerate(options))
+        return (
+            f"<image>What colour is the {target.kind}? {listing}",
+            letter,
+            "choice",
+            sft_target(f"The {target.kind} is {target.colour}, option {letter}.", letter),
+        )
+    if kind == "rec":
+        box = json.dumps(list(target.box))  # "[x1, y1, x2, y2]"
+        x1, y1, x2, y2 = target.box
+        return (
+            f"<image>Give the bounding box of the {target.kind} as [x1, y1, x2, y2].",
+            box,
+            "rec",
+            sft_target(f"The {target.kind} spans x {x1} to {x2} and y {y1} to {y2}.", box),
+        )
+    raise ValueError(f"unknown question kind {kind!r} (allowed: {', '.join(QUESTION_KINDS)})")
+
+
+def _vlm_r1_row(row_id: str, image: str, question: str, answer: str, method: str) -> dict:
+    return {
+        "id": row_id,
+        "image": image,
+        "conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": answer}],
+        "accu_reward_method": method,
+    }
+
+
+def write_shapes_task(
+    out_dir: str | Path,
+    num_train: int,
+    num_heldout: int,
+    seed: int = 0,
+    *,
+    image_size: int = 56,
+    kinds: Sequence[str] = QUESTION_KINDS,
+) -> dict[str, Path]:
+    """Write images/, train.jsonl, heldout.jsonl and sft.jsonl (VLM-R1 jsonl; image paths relative to out_dir).
+
+    Question kinds cycle in order, so every kind is equally frequent. Returns {"train", "heldout", "sft", "images"}.
+    """
+    for kind in kinds:
+        if kind not in QUESTION_KINDS:
+            raise ValueError(f"unknown question kind {kind!r} (allowed: {', '.join(QUESTION_KINDS)})")
+    if not kinds or num_train < 1 or num_heldout < 0 or image_size < 24:
+        raise ValueError("write_shapes_task needs kinds, num_train >= 1, num_heldout >= 0 and image_size >= 24")
+    out = Path(out_dir)
+    images = out / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    paths = {"train": out / "train.jsonl", "heldout": out / "heldout.jsonl", "sft": out / "sft.jsonl", "images": images}
+    rows: dict[str, list[dict]] = {"train": [], "heldout": [], "sft": []}
+    for split, count in (("train", num_train), ("heldout", num_heldout)):
+        for i in range(count):
+            shapes = random_shapes(rng, image_size)
+            name = f"images/{split}_{i:05d}.png"
+            draw_shapes_image(shapes, image_size).save(out / name, optimize=True)
+            question, answer, method, target = shapes_question(rng, shapes, kinds[i % len(kinds)])
+            row_id = f"shapes-{split}-{i:05d}"
+            rows[split].append(_vlm_r1_row(row_id, name, question, answer, method))
+            if split == "train":
+                rows["sft"].append({**rows[split][-1], "response": target})
+    for split, split_rows in rows.items():
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in split_rows)
+        paths[split].write_text(text, encoding="utf-8")
+    return paths

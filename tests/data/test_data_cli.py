@@ -1,0 +1,103 @@
+"""openrlhf-data inspect / synth: per-file report, every bad row as FILE:LINE, exit codes 0 / 1 / 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from openrlhf.cli.data import main
+
+from .helpers import EXAMPLES, PLANTED, REPO
+
+GOOD = ["omnirl_mixed.json", "data_config.yaml", "r1_reward.jsonl", "hf_chat.jsonl", "hf_prompts.parquet"]
+
+
+def test_inspect_good_files(capsys):
+    assert main(["inspect", *(str(EXAMPLES / name) for name in GOOD)]) == 0
+    out = capsys.readouterr().out
+    omnirl = out.split(f"== {EXAMPLES / 'omnirl_mixed.json'} (format: omnirl)")[1].split("==")[0]
+    assert "rows: 6  valid: 6  invalid: 0" in omnirl
+    assert "text-only rows: 3  image rows: 3" in omnirl
+    assert "images per row: 0 x3, 1 x2, 2 x1" in omnirl
+    assert "tasks: (none) x1, counting x1, exact x2, math x2" in omnirl
+    assert "label examples: '12', '2', '<answer> 27 </answer>'" in omnirl
+    assert f"== {EXAMPLES / 'vlm_r1_extra.jsonl'} (format: vlm_r1)\n  rows: 2" in out  # first:2 from the YAML
+    assert "tasks: preference x2" in out
+    assert out.rstrip().endswith("== total: 21 rows, 21 valid, 0 invalid, 0 unreadable file(s): OK")
+
+
+def test_inspect_names_every_planted_bad_row(capsys):
+    paths = [str(EXAMPLES / name) for name in sorted(PLANTED)]
+    assert main(["inspect", *paths]) == 1
+    out = capsys.readouterr().out
+    bad_lines = [line for line in out.splitlines() if not line.startswith(("  ", "=="))]
+    assert len(bad_lines) == len(PLANTED)
+    for path, name in zip(paths, sorted(PLANTED), strict=True):
+        line, reason = PLANTED[name]
+        assert any(b.startswith(f"{path}:{line}: ") and reason in b for b in bad_lines), name
+    assert "INVALID" in out.splitlines()[-1]
+
+
+def test_inspect_with_image_root_and_keys(capsys):
+    rec = str(EXAMPLES / "vlm_r1_rec.jsonl")
+    assert main(["inspect", rec]) == 1  # its images live in images/
+    assert f"{rec}:1: image 'red_circle.png' not found" in capsys.readouterr().out
+    assert main(["inspect", rec, "--image-root", str(EXAMPLES / "images")]) == 0
+    custom = str(EXAMPLES / "hf_custom_keys.jsonl")
+    assert main(["inspect", custom]) == 1
+    assert "cannot tell the dataset format" in capsys.readouterr().out
+    assert main(["inspect", custom, "--input-key", "query", "--label-key", "response"]) == 0
+    assert main(["inspect", str(EXAMPLES / "omnirl_mixed.json"), "--format", "hf"]) == 1  # no 'prompt' column
+
+
+def test_inspect_unreadable_file_is_invalid(capsys, tmp_path):
+    assert main(["inspect", str(tmp_path / "none.jsonl")]) == 1
+    assert f"{tmp_path / 'none.jsonl'}: no such file" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["inspect"],
+        ["inspect", "x.jsonl", "--format", "csv"],
+        ["inspect", "x.jsonl", "--image-root", "/no/such/folder"],
+        ["synth", "--task", "chess", "--out", "x"],
+        ["synth", "--task", "arithmetic", "--out", "x", "--difficulty", "9"],
+    ],
+)
+def test_usage_errors_exit_2(argv, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+
+
+def test_help_exits_0(capsys):
+    assert main(["--help"]) == 0
+    assert "inspect" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("task", ["arithmetic", "shapes"])
+def test_synth_then_inspect(task, tmp_path, capsys):
+    out = tmp_path / task
+    assert main(["synth", "--task", task, "--out", str(out), "--num-train", "12", "--num-heldout", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert f"train: {out}" in printed
+    files = sorted(p for p in out.iterdir() if p.suffix in (".json", ".jsonl"))
+    assert len(files) == 3
+    assert main(["inspect", *map(str, files)]) == 0
+    assert "== total: 28 rows, 28 valid, 0 invalid" in capsys.readouterr().out
+
+
+def test_module_entry_point_runs():
+    done = subprocess.run(
+        [sys.executable, "-m", "openrlhf.cli.data", "inspect", str(EXAMPLES / "bad" / "not_json.jsonl")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert f"{EXAMPLES / 'bad' / 'not_json.jsonl'}:2: not valid JSON" in done.stdout
+    assert done.stderr == ""
