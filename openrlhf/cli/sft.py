@@ -1,12 +1,24 @@
-"""openrlhf-sft (not available yet)."""
+"""openrlhf-sft: supervised warm start on the same data formats, with the same DeepSpeed workers.
+
+openrlhf-sft --config configs/sft.yaml --actor.model_name_or_path DIR --data.train_paths [rows.json]
+"""
+
+from __future__ import annotations
 
 import sys
 
-from openrlhf.cli._unavailable import not_available
+from openrlhf.cli.common import run_with_config
+from openrlhf.config import Config
 
 
-def main() -> int:
-    return not_available("openrlhf-sft", "the trainer issue")
+def _run(cfg: Config) -> None:
+    from openrlhf.trainer.sft import run_sft
+
+    run_sft(cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_with_config("openrlhf-sft", _run, argv)
 
 
 if __name__ == "__main__":

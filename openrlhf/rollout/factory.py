@@ -1,0 +1,143 @@
+"""Creating the rollout engines a run asks for: Ray actors of the HF or the vLLM engine."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from openrlhf.config import Config
+from openrlhf.rollout.vllm_engine import INSTALL_HINT, vllm_available
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve_backend(cfg: Config) -> Literal["hf", "vllm"]:
+    """``rollout.backend``: hf | vllm | auto (vLLM when CUDA and vLLM are both there, else HF)."""
+    choice = cfg.rollout.backend
+    if choice == "hf":
+        return "hf"
+    cuda, has_vllm = _cuda_available(), vllm_available()
+    if choice == "vllm":
+        if not cuda:
+            raise RuntimeError("rollout.backend=vllm needs a CUDA GPU and none is visible; use rollout.backend=hf")
+        if not has_vllm:
+            raise ImportError(INSTALL_HINT)
+        return "vllm"
+    return "vllm" if cuda and has_vllm else "hf"
+
+
+def max_model_len(cfg: Config) -> int:
+    """vllm.max_model_len, or prompt_max_len + max_new_tokens when 0."""
+    return cfg.vllm.max_model_len or cfg.data.prompt_max_len + cfg.rollout.max_new_tokens
+
+
+def _strategy(placement_group: Any, bundle_index: int | None) -> Any:
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    if placement_group is None:
+        return None
+    return PlacementGroupSchedulingStrategy(
+        placement_group=placement_group,
+        placement_group_bundle_index=-1 if bundle_index is None else bundle_index,
+        placement_group_capture_child_tasks=True,
+    )
+
+
+def engine_bundles(num_engines: int, bundles_per_engine: int, bundle_indices: list[int] | None) -> list[list[int]]:
+    """The bundle indices of each engine: consecutive runs of ``bundles_per_engine`` (TP size) bundles."""
+    needed = num_engines * bundles_per_engine
+    indices = list(range(needed)) if bundle_indices is None else [int(i) for i in bundle_indices]
+    if len(indices) != needed:
+        raise ValueError(
+            f"{num_engines} rollout engine(s) x {bundles_per_engine} bundle(s) need {needed} bundle indices, "
+            f"got {len(indices)}: {indices}"
+        )
+    return [indices[i * bundles_per_engine : (i + 1) * bundles_per_engine] for i in range(num_engines)]
+
+
+def create_rollout_engines(
+    cfg: Config, placement_group: Any = None, bundle_indices: list[int] | None = None, *, share: int = 1
+) -> list[Any]:
+    """``vllm.num_engines`` engine actors of the resolved backend, in ``placement_group`` when given.
+
+    Engine i takes bundle ``bundle_indices[i]`` (HF) or the i-th run of ``tensor_parallel_size`` bundles
+    (vLLM). ``share`` > 1 when the engines sit in bundles with other actors (colocated): each engine then
+    asks for 1/share of a bundle's CPUs/GPUs.
+    """
+    backend = resolve_backend(cfg)
+    if not cfg.actor.model_name_or_path:
+        raise ValueError("actor.model_name_or_path is empty: the rollout engines need a checkpoint")
+    if backend == "hf":
+        return _create_hf_engines(cfg, placement_group, bundle_indices, share)
+    return _create_vllm_engines(cfg, placement_group, bundle_indices, share)
+
+
+def _create_hf_engines(cfg: Config, placement_group: Any, bundle_indices: list[int] | None, share: int) -> list[Any]:
+    from openrlhf.rollout.hf_engine import hf_rollout_actor_class
+
+    actor_cls = hf_rollout_actor_class()
+    gpus = 1.0 if _cuda_available() else 0.0
+    bundles = engine_bundles(cfg.vllm.num_engines, 1, bundle_indices) if placement_group is not None else None
+    engines = []
+    for i in range(cfg.vllm.num_engines):
+        options: dict[str, Any] = {"num_cpus": cfg.train.cpus_per_worker / share, "num_gpus": gpus / share}
+        if bundles is not None:
+            options["scheduling_strategy"] = _strategy(placement_group, bundles[i][0])
+        engines.append(
+            actor_cls.options(**options).remote(
+                cfg.actor.model_name_or_path,
+                dtype=cfg.actor.dtype,
+                generate_batch_size=cfg.rollout.generate_batch_size,
+                min_pixels=cfg.data.min_pixels,
+                max_pixels=cfg.data.max_pixels,
+                num_threads=cfg.train.num_threads_per_worker,
+                seed=cfg.train.seed + i,
+                trust_remote_code=cfg.actor.trust_remote_code,
+            )
+        )
+    return engines
+
+
+def _create_vllm_engines(cfg: Config, placement_group: Any, bundle_indices: list[int] | None, share: int) -> list[Any]:
+    import ray
+    from ray.util.placement_group import placement_group as make_placement_group
+
+    from openrlhf.rollout.vllm_engine import VLLMRolloutEngine
+
+    tp = cfg.vllm.tensor_parallel_size
+    if placement_group is None:
+        placement_group = make_placement_group([{"GPU": 1, "CPU": 1}] * (cfg.vllm.num_engines * tp), strategy="PACK")
+        ray.get(placement_group.ready())
+    bundles = engine_bundles(cfg.vllm.num_engines, tp, bundle_indices)
+    actor_cls = ray.remote(VLLMRolloutEngine)
+    gpu_share = 1.0 / share
+    engines = []
+    for i in range(cfg.vllm.num_engines):
+        # TP = 1: the engine actor holds the GPU; TP > 1: vLLM's Ray workers take the bundles' GPUs.
+        num_gpus = gpu_share if tp == 1 else 0
+        engines.append(
+            actor_cls.options(
+                num_cpus=0,
+                num_gpus=num_gpus,
+                scheduling_strategy=_strategy(placement_group, bundles[i][0]),
+            ).remote(
+                cfg.actor.model_name_or_path,
+                tensor_parallel_size=tp,
+                gpu_memory_utilization=cfg.vllm.gpu_memory_utilization,
+                enable_sleep=cfg.vllm.enable_sleep,
+                enable_prefix_caching=cfg.vllm.enable_prefix_caching,
+                enforce_eager=cfg.vllm.enforce_eager,
+                max_model_len=max_model_len(cfg),
+                dtype="bfloat16" if cfg.actor.dtype == "auto" else cfg.actor.dtype,
+                seed=cfg.train.seed + i,
+                min_pixels=cfg.data.min_pixels,
+                max_pixels=cfg.data.max_pixels,
+                bundle_indices=bundles[i] if tp > 1 else None,
+                gpus_per_worker=gpu_share,
+                trust_remote_code=cfg.actor.trust_remote_code,
+            )
+        )
+    return engines

@@ -1,0 +1,323 @@
+"""The Hugging Face rollout engine: ``transformers`` generate on any device; the CPU default and what CI runs.
+
+Requests are expanded to n copies each, grouped by modality (text rows take the given prompt token ids;
+image rows go through the processor with their images, in order), cut into batches of
+``generate_batch_size`` sequences and generated left-padded. Each response carries its sampler log-probs
+(see :mod:`openrlhf.rollout.sampler_logprobs` for the definition), stops at the first eos token (kept)
+and is decoded with the reasoning tags kept (:mod:`openrlhf.rollout.decoding`).
+
+The checkpoint's own generation defaults (a repetition penalty, a top-p in ``generation_config.json``)
+are dropped at load: the :class:`SamplingParams` of each call are the whole sampler, as in vLLM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from transformers import GenerationConfig, LogitsProcessorList
+
+from openrlhf.rollout.base import GenerationOutput, GenerationRequest, RolloutEngine, SamplingParams
+from openrlhf.rollout.decoding import decode_response, eos_token_ids, trim_at_eos
+from openrlhf.rollout.sampler_logprobs import SamplerLogprobRecorder
+from openrlhf.rollout.weight_sync import (
+    NamedTensors,
+    SyncGroup,
+    WeightMeta,
+    create_sync_group,
+    dtype_from_name,
+    load_named_tensors,
+    receive_named_tensors,
+    resolve_param_name,
+)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def build_generation_config(params: SamplingParams, eos_ids: list[int], pad_id: int) -> GenerationConfig:
+    """A complete generation config: every processor the checkpoint could switch on is set to neutral."""
+    greedy = params.temperature == 0
+    return GenerationConfig(
+        do_sample=not greedy,
+        temperature=1.0 if greedy else float(params.temperature),
+        top_k=0 if greedy or params.top_k == -1 else int(params.top_k),
+        top_p=1.0 if greedy else float(params.top_p),
+        max_new_tokens=int(params.max_new_tokens),
+        min_new_tokens=0,
+        num_beams=1,
+        num_return_sequences=1,
+        repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        eos_token_id=list(eos_ids),
+        pad_token_id=int(pad_id),
+        return_dict_in_generate=True,
+    )
+
+
+@contextlib.contextmanager
+def seeded_rng(seed: int | None, device: torch.device) -> Iterator[None]:
+    """Fix torch's RNG for one call (restored after) when a seed is given; otherwise use the running RNG."""
+    if seed is None:
+        yield
+        return
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))
+        yield
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class HFRolloutEngine(RolloutEngine):
+    """transformers generate behind the rollout interface; runs in-process or as a Ray actor (HFRolloutActor)."""
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        dtype: str = "auto",
+        device: str | None = None,
+        generate_batch_size: int = 64,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        num_threads: int = 0,
+        seed: int = 0,
+        trust_remote_code: bool = False,
+    ) -> None:
+        from openrlhf.models.loading import load_model, load_processor, load_tokenizer
+
+        if num_threads > 0:
+            torch.set_num_threads(num_threads)
+        if generate_batch_size < 1:
+            raise ValueError(f"HFRolloutEngine: generate_batch_size={generate_batch_size} must be >= 1")
+        torch.manual_seed(seed)
+        self.model_path = model_path
+        self.device = resolve_device(device)
+        self.generate_batch_size = generate_batch_size
+        # dtype "auto": float32 on CPU, the checkpoint's dtype on GPU (openrlhf.models.loading).
+        model = load_model(model_path, dtype=dtype, trust_remote_code=trust_remote_code, device=self.device)
+        self.tokenizer = load_tokenizer(model_path, padding_side="left", trust_remote_code=trust_remote_code)
+        self.processor = load_processor(
+            model_path, min_pixels=min_pixels, max_pixels=max_pixels, trust_remote_code=trust_remote_code
+        )
+        self.eos_ids = eos_token_ids(self.tokenizer, getattr(model, "generation_config", None))
+        if not self.eos_ids:
+            raise ValueError(f"{model_path}: neither the tokenizer nor generation_config.json names an eos token")
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = int(pad) if pad is not None else self.eos_ids[0]
+        # The sampling params of each call are the whole sampler: drop the checkpoint's defaults.
+        model.generation_config = GenerationConfig(eos_token_id=self.eos_ids, pad_token_id=self.pad_id)
+        self.model = model.to(self.device).eval()
+        if self.processor is not None and getattr(self.processor, "tokenizer", None) is not None:
+            self.processor.tokenizer.padding_side = "left"
+        self._sync_group: SyncGroup | None = None
+        self._asleep = False
+
+    # ------------------------------------------------------------------ info
+
+    def model_info(self) -> dict[str, Any]:
+        param = next(self.model.parameters())
+        return {
+            "backend": "hf",
+            "model_path": self.model_path,
+            "device": str(self.device),
+            "dtype": str(param.dtype).removeprefix("torch."),
+            "multimodal": self.processor is not None,
+            "num_threads": torch.get_num_threads(),
+            "eos_token_ids": list(self.eos_ids),
+        }
+
+    # ------------------------------------------------------------------ generation
+
+    def generate(self, requests: list[GenerationRequest], params: SamplingParams) -> list[list[GenerationOutput]]:
+        """Per request, ``params.n`` sampled responses; deterministic given ``params.seed``."""
+        params.validate()
+        self._check_requests(requests)
+        if self._asleep:
+            self.wake_up()
+        text_items = [(i, s) for i, r in enumerate(requests) if not r.images for s in range(params.n)]
+        image_items = [(i, s) for i, r in enumerate(requests) if r.images for s in range(params.n)]
+        results: list[list[GenerationOutput | None]] = [[None] * params.n for _ in requests]
+        with seeded_rng(params.seed, self.device), torch.no_grad():
+            for chunk in _chunks(text_items, self.generate_batch_size):
+                rows = [requests[i] for i, _ in chunk]
+                for (i, s), out in zip(chunk, self._generate_text_rows(rows, params), strict=True):
+                    results[i][s] = out
+            for chunk in _chunks(image_items, self.generate_batch_size):
+                rows = [requests[i] for i, _ in chunk]
+                for (i, s), out in zip(chunk, self._generate_image_rows(rows, params), strict=True):
+                    results[i][s] = out
+        return results  # type: ignore[return-value]
+
+    def _check_requests(self, requests: list[GenerationRequest]) -> None:
+        image_token = getattr(self.processor, "image_token", None)
+        for index, request in enumerate(requests):
+            if request.images:
+                if self.processor is None:
+                    raise ValueError(
+                        f"request {index}: has {len(request.images)} image(s) but {self.model_path} has no image "
+                        "processor (a text-only model)"
+                    )
+                if not request.prompt_text:
+                    raise ValueError(f"request {index}: an image row needs prompt_text (the chat-templated prompt)")
+                if image_token and request.prompt_text.count(image_token) != len(request.images):
+                    raise ValueError(
+                        f"request {index}: prompt_text has {request.prompt_text.count(image_token)} {image_token} "
+                        f"placeholder(s) for {len(request.images)} image(s)"
+                    )
+            elif not request.prompt_token_ids:
+                raise ValueError(f"request {index}: empty prompt_token_ids")
+
+    def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for k, row in enumerate(rows):
+            ids[k, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+            mask[k, width - len(row) :] = 1
+        return ids, mask
+
+    def _generate_text_rows(self, rows: list[GenerationRequest], params: SamplingParams) -> list[GenerationOutput]:
+        input_ids, attention_mask = self._left_pad([list(r.prompt_token_ids) for r in rows])
+        return self._run_generate({"input_ids": input_ids, "attention_mask": attention_mask}, params)
+
+    def _generate_image_rows(self, rows: list[GenerationRequest], params: SamplingParams) -> list[GenerationOutput]:
+        images = [img.convert("RGB") if hasattr(img, "convert") else img for r in rows for img in r.images]
+        inputs = self.processor(
+            text=[r.prompt_text for r in rows],
+            images=images,
+            padding=True,
+            return_tensors="pt",
+        )
+        return self._run_generate(dict(inputs), params)
+
+    def _run_generate(self, inputs: dict[str, Any], params: SamplingParams) -> list[GenerationOutput]:
+        dtype = next(self.model.parameters()).dtype
+        inputs = {
+            k: (v.to(self.device, dtype=dtype) if torch.is_floating_point(v) else v.to(self.device))
+            for k, v in inputs.items()
+            if isinstance(v, torch.Tensor)
+        }
+        prompt_length = inputs["input_ids"].shape[1]
+        recorder = SamplerLogprobRecorder(params.temperature, prompt_length)
+        out = self.model.generate(
+            **inputs,
+            generation_config=build_generation_config(params, self.eos_ids, self.pad_id),
+            logits_processor=LogitsProcessorList([recorder]),
+        )
+        sequences = out.sequences
+        logprobs = recorder.logprobs(sequences).float().cpu()
+        sequences = sequences.cpu()
+        mask = inputs["attention_mask"].cpu().bool()
+        outputs = []
+        for row in range(sequences.shape[0]):
+            prompt_ids = inputs["input_ids"][row].cpu()[mask[row]].tolist()
+            ids, finish = trim_at_eos(sequences[row, prompt_length:].tolist(), self.eos_ids)
+            outputs.append(
+                GenerationOutput(
+                    prompt_token_ids=prompt_ids,
+                    output_token_ids=ids,
+                    text=decode_response(self.tokenizer, ids),
+                    logprobs=logprobs[row, : len(ids)].tolist(),
+                    finish_reason=finish,
+                )
+            )
+        return outputs
+
+    # ------------------------------------------------------------------ weights
+
+    def update_weights(self, named_tensors: NamedTensors) -> int:
+        """Copy new policy weights in (names as the HF model, or with DeepSpeed's ``module.`` prefix)."""
+        return load_named_tensors(self.model, named_tensors)
+
+    def init_weight_sync_group(
+        self,
+        master_address: str,
+        master_port: int,
+        rank: int,
+        world_size: int,
+        group_name: str,
+        backend: str = "gloo",
+        timeout_s: float = 600.0,
+    ) -> None:
+        """Join the policy's weight-sync group as ``rank`` (>= 1; rank 0 is policy rank 0)."""
+        if rank < 1:
+            raise ValueError(f"init_weight_sync_group: engine rank must be >= 1 (0 is the sender), got {rank}")
+        device = self.device if backend == "nccl" else torch.device("cpu")
+        self._sync_group = create_sync_group(
+            master_address, master_port, rank, world_size, group_name, backend, device=device, timeout_s=timeout_s
+        )
+
+    @torch.no_grad()
+    def receive_weights(self, meta: WeightMeta) -> int:
+        """Receive the broadcasts of :func:`broadcast_named_tensors`, parameter by parameter, into the model."""
+        if self._sync_group is None:
+            raise RuntimeError("receive_weights: call init_weight_sync_group first")
+        group = self._sync_group
+        targets = dict(self.model.named_parameters(remove_duplicate=False))
+        targets.update(dict(self.model.named_buffers(remove_duplicate=False)))
+        count = 0
+        for name, dtype, shape in meta:
+            key = resolve_param_name(name, targets)
+            target = targets.get(key) if key is not None else None
+            direct = (
+                target is not None
+                and target.device == group.device
+                and target.dtype == dtype_from_name(dtype)
+                and list(target.shape) == list(shape)
+                and target.is_contiguous()
+            )
+            if direct:  # receive straight into the parameter: no second copy
+                group.broadcast(target.data, src=0)
+                count += 1
+            else:
+                count += load_named_tensors(self.model, receive_named_tensors([(name, dtype, shape)], group))
+        return count
+
+    def close_weight_sync_group(self) -> None:
+        self._sync_group = None
+
+    # ------------------------------------------------------------------ memory
+
+    def sleep(self) -> None:
+        """On GPU, move the weights to host memory while colocated training runs; a no-op on CPU."""
+        if self.device.type == "cuda" and not self._asleep:
+            self.model.to("cpu")
+            torch.cuda.empty_cache()
+            self._asleep = True
+
+    def wake_up(self) -> None:
+        if self._asleep:
+            self.model.to(self.device)
+            self._asleep = False
+
+    def ping(self) -> bool:
+        return True
+
+
+def hf_rollout_actor_class():
+    """The Ray actor form of :class:`HFRolloutEngine` (``ray.remote`` applied lazily, so import stays cheap)."""
+    import ray
+
+    global _HF_ROLLOUT_ACTOR
+    if _HF_ROLLOUT_ACTOR is None:
+        _HF_ROLLOUT_ACTOR = ray.remote(HFRolloutEngine)
+    return _HF_ROLLOUT_ACTOR
+
+
+_HF_ROLLOUT_ACTOR = None
+
+
+def __getattr__(name: str) -> Any:
+    if name == "HFRolloutActor":
+        return hf_rollout_actor_class()
+    raise AttributeError(name)

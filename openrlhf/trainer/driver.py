@@ -1,0 +1,450 @@
+"""The single controller: one RL training run, from prompts to a trained, exported policy.
+
+One step (DESIGN.md): sample prompts -> generate n per prompt -> score -> reference and old log-probs
+-> advantages (openrlhf.algorithms) -> train (epochs over the experience) -> sync weights -> log, and
+checkpoint every k steps. Each arrow is one call to a group of Ray actors.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from openrlhf.config import Config, dump_config
+from openrlhf.data.sample import Sample
+from openrlhf.trainer.experience_maker import (
+    PromptEncoder,
+    Rollout,
+    build_experience,
+    generate,
+    sampling_params,
+    score,
+)
+from openrlhf.trainer.prompt_stream import PromptStream
+from openrlhf.workers.experience import Experience
+
+
+class TrainingStopped(RuntimeError):
+    """The run stopped early for a reason it names; a checkpoint of the last good step was saved."""
+
+
+def _mean(values) -> float:
+    values = [float(v) for v in values if v == v]
+    return sum(values) / len(values) if values else float("nan")
+
+
+class RLTrainer:
+    def __init__(self, cfg: Config) -> None:
+        from openrlhf.algorithms import resolve_algo_preset
+
+        cfg = cfg.model_copy(deep=True)
+        cfg.algo = resolve_algo_preset(cfg.algo)
+        absolutize_model_paths(cfg)
+        self.cfg = cfg
+        self.output_dir = Path(cfg.train.output_dir)
+        self.ckpt_root = Path(cfg.ckpt.path) if cfg.ckpt.path else self.output_dir / "ckpt"
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ setup
+
+    @property
+    def use_reference(self) -> bool:
+        return self.cfg.algo.kl.init_kl_coef > 0
+
+    def _load_data(self) -> tuple[list[Sample], list[Sample]]:
+        from openrlhf.data import load_samples
+
+        cfg = self.cfg
+        if not cfg.data.train_paths:
+            raise ValueError("data.train_paths is empty: give the prompt files (or a VLM-R1 data_config YAML)")
+        train = load_samples(cfg.data.train_paths, cfg.data, seed=cfg.train.seed).samples
+        heldout = (
+            load_samples(cfg.data.eval_paths, cfg.data, seed=cfg.train.seed).samples if cfg.data.eval_paths else []
+        )
+        return train, heldout
+
+    def _geometry(self, num_prompts: int) -> tuple[int, int]:
+        """(RL steps, optimizer steps) of the whole run, for the lr schedule and the progress bar."""
+        cfg = self.cfg
+        stream_steps = max(1, num_prompts // cfg.train.rollout_batch_size) * cfg.train.num_episodes
+        steps = min(cfg.train.max_steps, stream_steps) if cfg.train.max_steps else stream_steps
+        rows = cfg.train.rollout_batch_size * cfg.rollout.n_samples_per_prompt
+        per_opt = cfg.train.train_batch_size or rows
+        return steps, steps * cfg.train.max_epochs * math.ceil(rows / per_opt)
+
+    def required_cpus(self) -> int:
+        """Logical CPUs a local cluster must declare so every bundle fits (Ray's CPUs are logical)."""
+        cfg = self.cfg
+        world = cfg.actor.num_nodes * cfg.actor.num_gpus_per_node
+        bundles = world
+        if self.use_reference and not (cfg.train.colocate_actor_ref or cfg.train.colocate_all):
+            bundles += cfg.ref.num_nodes * cfg.ref.num_gpus_per_node
+        if not cfg.train.colocate_all:
+            bundles += cfg.vllm.num_engines * cfg.vllm.tensor_parallel_size
+        return math.ceil(bundles * cfg.train.cpus_per_worker) + 1
+
+    def _start_workers(self, total_optimizer_steps: int) -> None:
+        from openrlhf.rollout.factory import create_rollout_engines
+        from openrlhf.trainer.ray_setup import worker_env
+        from openrlhf.workers.placement import WorkerGroup, bundle_spec, create_placement_group
+        from openrlhf.workers.policy_worker import PolicyWorker
+        from openrlhf.workers.reference_worker import ReferenceWorker
+
+        from openrlhf.rollout.factory import resolve_backend
+
+        cfg = self.cfg
+        self.backend = resolve_backend(cfg)
+        spec = bundle_spec(cfg)
+        env = worker_env()
+        world = cfg.actor.num_nodes * cfg.actor.num_gpus_per_node
+        ref_world = (
+            world
+            if (cfg.train.colocate_actor_ref or cfg.train.colocate_all)
+            else (cfg.ref.num_nodes * cfg.ref.num_gpus_per_node)
+        )
+        cfg_dict = cfg.model_dump(mode="json")
+        num_engines = cfg.vllm.num_engines
+        if cfg.train.colocate_all and num_engines > world:
+            raise ValueError(f"train.colocate_all: vllm.num_engines={num_engines} exceeds the {world} policy bundles")
+
+        share = 1 + int(self.use_reference and (cfg.train.colocate_actor_ref or cfg.train.colocate_all))
+        share += int(cfg.train.colocate_all)
+        policy_pg = create_placement_group(world, spec, name="policy")
+        self.placement_groups = [policy_pg]
+        self.policy = WorkerGroup(
+            PolicyWorker,
+            world,
+            policy_pg,
+            share=share,
+            spec=spec,
+            env_vars=env,
+            name="policy",
+            init_kwargs={"cfg_dict": cfg_dict, "total_optimizer_steps": total_optimizer_steps},
+        )
+        self.reference = None
+        if self.use_reference:
+            if share > 1:
+                ref_pg = policy_pg
+            else:
+                ref_pg = create_placement_group(ref_world, spec, name="reference")
+                self.placement_groups.append(ref_pg)
+            self.reference = WorkerGroup(
+                ReferenceWorker,
+                ref_world,
+                ref_pg,
+                share=share,
+                spec=spec,
+                env_vars=env,
+                name="reference",
+                init_kwargs={"cfg_dict": cfg_dict},
+            )
+        if cfg.train.colocate_all:
+            self.engines = create_rollout_engines(
+                cfg, placement_group=policy_pg, bundle_indices=list(range(num_engines)), share=share
+            )
+        else:
+            engine_bundles = num_engines * (cfg.vllm.tensor_parallel_size if self.backend == "vllm" else 1)
+            engine_pg = create_placement_group(engine_bundles, spec, name="rollout")
+            self.placement_groups.append(engine_pg)
+            self.engines = create_rollout_engines(cfg, placement_group=engine_pg)
+        self.world = world
+
+    # ------------------------------------------------------------------ one step
+
+    def _policy_logprobs(self, group, exp: Experience) -> torch.Tensor:
+        shards = exp.shard(len(group))
+        return torch.cat(group.call_per_rank("compute_logprobs", [(s,) for s in shards]), dim=0)
+
+    def sync_weights(self) -> None:
+        """Policy rank 0 gathers full weights; every rollout engine loads them (Ray object store)."""
+        import ray
+
+        weights = self.policy.call("get_weights")[0]
+        ref = ray.put(weights)
+        ray.get([engine.update_weights.remote(ref) for engine in self.engines])
+
+    def _make_rollout(self, samples: list[Sample], seed: int) -> Rollout:
+        prompts = [self.encoder.encode(s) for s in samples]
+        outputs = generate(self.engines, prompts, sampling_params(self.cfg, seed))
+        return Rollout(prompts, outputs, self.cfg.rollout.n_samples_per_prompt)
+
+    def train_step(self) -> dict[str, float]:
+        from openrlhf.algorithms import compute_advantages, dynamic_filter_groups, kl_penalty_per_token
+
+        cfg = self.cfg
+        n = cfg.rollout.n_samples_per_prompt
+        timings: dict[str, float] = {}
+        t_step = t = time.perf_counter()
+        samples = self.stream.next_batch()
+        rollout = self._make_rollout(samples, seed=cfg.train.seed * 100003 + self.step)
+        timings["generation"] = time.perf_counter() - t
+        t = time.perf_counter()
+        score(self.reward_source, self.encoder, rollout)
+        timings["reward"] = time.perf_counter() - t
+
+        exp = build_experience(rollout, self.encoder.tokenizer.pad_token_id)
+        rewards, scores = rollout.rewards, rollout.scores
+        metrics: dict[str, float] = {}
+        keep = torch.ones(exp.batch_size, dtype=torch.bool)
+        if cfg.algo.dynamic_filter.enable:
+            keep, filter_stats = dynamic_filter_groups(scores, n, cfg.algo.dynamic_filter)
+            metrics.update(filter_stats)
+        keep = _trim_to_whole_groups(keep, n, self.world)
+        metrics["reward/mean"] = float(rewards.mean())
+        metrics["reward/std"] = float(rewards.std()) if rewards.numel() > 1 else 0.0
+        for name, values in rollout.components.items():
+            metrics[f"reward/{name}"] = _mean(values)
+        for name, value in rollout.extra_logs.items():
+            metrics.setdefault(f"reward_log/{name}", float(value))
+        lengths = exp.response_mask.sum(dim=1)
+        metrics["response_length/mean"] = float(lengths.mean())
+        metrics["response_length/max"] = float(lengths.max())
+        generated_tokens = float(lengths.sum())
+
+        if not bool(keep.any()):
+            metrics["train/skipped_no_signal"] = 1.0
+            timings["step"] = time.perf_counter() - t_step
+            return self._finish_metrics(metrics, timings, generated_tokens)
+
+        exp = exp.select(keep.nonzero().flatten())
+        rewards = rewards[keep]
+        t = time.perf_counter()
+        exp.old_log_probs = self._policy_logprobs(self.policy, exp)
+        kl_per_token = None
+        if self.reference is not None:
+            exp.ref_log_probs = self._policy_logprobs(self.reference, exp)
+            kl_per_token = kl_penalty_per_token(exp.old_log_probs, exp.ref_log_probs, exp.response_mask, cfg.algo.kl)
+            metrics["kl/mean"] = float(
+                ((kl_per_token * exp.response_mask).sum(1) / exp.response_mask.sum(1).clamp(min=1)).mean()
+            )
+        timings["logprobs"] = time.perf_counter() - t
+
+        kl_coef = self.kl_controller.value if self.reference is not None else 0.0
+        exp.advantages, exp.returns, adv_metrics = compute_advantages(
+            rewards,
+            exp.response_mask,
+            cfg.algo,
+            n,
+            kl_per_token=None if cfg.algo.kl.use_kl_loss or kl_per_token is None else kl_per_token * kl_coef,
+        )
+        metrics.update(adv_metrics)
+
+        t = time.perf_counter()
+        inject = self.step + 1 in self.inject_nonfinite_steps
+        results = self.policy.call_per_rank(
+            "train_on_experience",
+            [(s,) for s in exp.shard(self.world)],
+            kl_coef=kl_coef if cfg.algo.kl.use_kl_loss else 0.0,
+            inject_nonfinite=inject,
+        )
+        timings["train"] = time.perf_counter() - t
+        for key in results[0]:
+            metrics[f"policy/{key}"] = _mean([r.get(key, float("nan")) for r in results])
+
+        t = time.perf_counter()
+        self.sync_weights()
+        timings["weight_sync"] = time.perf_counter() - t
+        if self.reference is not None and "kl/mean" in metrics:
+            self.kl_controller.update(metrics["kl/mean"], exp.batch_size)
+            metrics["kl/coef"] = kl_coef
+        timings["step"] = time.perf_counter() - t_step
+        return self._finish_metrics(metrics, timings, generated_tokens)
+
+    def _finish_metrics(self, metrics, timings, generated_tokens) -> dict[str, float]:
+        for key, value in timings.items():
+            metrics[f"timing/{key}"] = value
+        if timings.get("generation"):
+            metrics["throughput/generated_tokens_per_s"] = generated_tokens / timings["generation"]
+        metrics["throughput/tokens_per_s"] = generated_tokens / max(timings["step"], 1e-9)
+        return metrics
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self, samples: list[Sample]) -> dict[str, float]:
+        """Greedy answers on held-out prompts, scored by the same reward source: accuracy and reward."""
+        if not samples:
+            return {}
+        prompts = [self.encoder.encode(s) for s in samples]
+        outputs = generate(self.engines, prompts, sampling_params(self.cfg, self.cfg.train.seed, greedy=True))
+        rollout = Rollout(prompts, outputs, 1)
+        score(self.reward_source, self.encoder, rollout)
+        accuracy = rollout.components.get("accuracy")
+        result = {
+            "eval/accuracy": _mean(accuracy) if accuracy else float((rollout.scores >= 1.0).float().mean()),
+            "eval/reward": float(rollout.rewards.mean()),
+            "eval/response_length": _mean(len(o.output_token_ids) for o in outputs),
+        }
+        for name, values in rollout.components.items():
+            result.setdefault(f"eval/{name}", _mean(values))
+        return result
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self) -> Path:
+        from openrlhf.trainer.checkpoint_io import (
+            atomic_directory,
+            checkpoint_dir,
+            rotate_checkpoints,
+            save_driver_state,
+        )
+
+        final = checkpoint_dir(self.ckpt_root, self.step)
+        with atomic_directory(final) as tmp:
+            self.policy.call("save_checkpoint", str(tmp.parent), tmp.name, {"optimizer_steps": self.step})
+            save_driver_state(
+                tmp,
+                {
+                    "step": self.step,
+                    "stream": self.stream.state(),
+                    "kl_controller": self.kl_controller.state_dict(),
+                    "history": self.history,
+                },
+            )
+        rotate_checkpoints(self.ckpt_root, self.cfg.ckpt.keep)
+        return final
+
+    def _maybe_resume(self) -> None:
+        from openrlhf.trainer.checkpoint_io import latest_checkpoint, load_driver_state
+
+        if not self.cfg.ckpt.load_enable:
+            return
+        latest = latest_checkpoint(self.ckpt_root)
+        if latest is None:
+            print(f"[train] ckpt.load_enable: no checkpoint under {self.ckpt_root}, starting fresh")
+            return
+        state = load_driver_state(latest)
+        self.policy.call("load_checkpoint", str(latest.parent), latest.name)
+        self.step = int(state["step"])
+        self.stream.load_state(state["stream"])
+        self.kl_controller.load_state_dict(state["kl_controller"])
+        self.history = list(state.get("history", []))
+        self.sync_weights()
+        print(f"[train] resumed from {latest} at step {self.step}")
+
+    # ------------------------------------------------------------------ the run
+
+    def fit(self) -> dict[str, Any]:
+        from openrlhf.algorithms import make_kl_controller
+        from openrlhf.trainer.local_reward_server import open_reward_source
+        from openrlhf.trainer.metrics import MetricsLogger, write_summary
+        from openrlhf.trainer.plots import plot_learning_curves
+        from openrlhf.trainer.ray_setup import init_ray
+
+        cfg = self.cfg
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        (self.output_dir / "config.yaml").write_text(dump_config(cfg))
+        train_samples, heldout = self._load_data()
+        total_steps, total_optimizer_steps = self._geometry(len(train_samples))
+        self.inject_nonfinite_steps = set(cfg.train.inject_nonfinite_at_steps)
+        self.stream = PromptStream(train_samples, cfg.train.rollout_batch_size, cfg.train.seed, cfg.data.shuffle)
+        self.kl_controller = make_kl_controller(cfg.algo.kl)
+        self.encoder = PromptEncoder(cfg)
+        started_ray = init_ray(num_cpus=self.required_cpus())
+        summary: dict[str, Any] = {}
+        with ExitStack() as stack:
+            self.reward_source = stack.enter_context(open_reward_source(cfg.reward, self.output_dir))
+            t_setup = time.perf_counter()
+            self._start_workers(total_optimizer_steps)
+            self.sync_weights()
+            self._maybe_resume()
+            summary["setup_seconds"] = time.perf_counter() - t_setup
+            before = self.evaluate(heldout) if self.step == 0 else {}
+            if before:
+                summary["heldout_accuracy_before"] = before["eval/accuracy"]
+            logger = stack.enter_context(MetricsLogger(self.output_dir, cfg.logger, total_steps))
+            stop_reason = None
+            while self.step < total_steps:
+                try:
+                    metrics = self.train_step()
+                except Exception as exc:
+                    if not _is_reward_failure(exc):
+                        raise
+                    path = self.save_checkpoint()
+                    raise TrainingStopped(
+                        f"step {self.step + 1}: the reward service failed after its retries ({exc}); "
+                        f"saved the last completed step to {path}; resume with --ckpt.load_enable"
+                    ) from exc
+                self.step += 1
+                if cfg.train.eval_steps and self.step % cfg.train.eval_steps == 0 and self.step < total_steps:
+                    metrics.update(self.evaluate(heldout))
+                self.history.append({"step": self.step, **metrics})
+                logger.log(self.step, metrics)
+                skips = metrics.get("policy/nonfinite_skips_in_a_row", 0.0)
+                if skips >= cfg.train.max_nonfinite_skips:
+                    stop_reason = (
+                        f"step {self.step}: {int(skips)} non-finite updates in a row "
+                        f"(train.max_nonfinite_skips={cfg.train.max_nonfinite_skips})"
+                    )
+                    break
+                if cfg.ckpt.interval and self.step % cfg.ckpt.interval == 0:
+                    self.save_checkpoint()
+            final_ckpt = self.save_checkpoint()
+            if stop_reason:
+                raise TrainingStopped(f"{stop_reason}; checkpoint saved to {final_ckpt}")
+            after = self.evaluate(heldout)
+            if after:
+                summary["heldout_accuracy_after"] = after["eval/accuracy"]
+                summary.update({f"final_{k.split('/', 1)[1]}": v for k, v in after.items()})
+            export_dir = self.output_dir / "final_model"
+            self.policy.call("export_hf", str(export_dir))
+            summary.update(
+                {
+                    "steps": self.step,
+                    "final_model": str(export_dir),
+                    "checkpoint": str(final_ckpt),
+                    "reward_first": self.history[0]["reward/mean"] if self.history else None,
+                    "reward_last": self.history[-1]["reward/mean"] if self.history else None,
+                    "mean_step_seconds": _mean(h.get("timing/step", float("nan")) for h in self.history),
+                }
+            )
+            self._shutdown()
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+        if (self.output_dir / "metrics.jsonl").exists():
+            plot_learning_curves(self.output_dir / "metrics.jsonl", self.output_dir / "learning_curves.png")
+        write_summary(self.output_dir, summary)
+        return summary
+
+    def _shutdown(self) -> None:
+        import ray
+        from ray.util.placement_group import remove_placement_group
+
+        for group in (self.policy, self.reference):
+            if group is not None:
+                group.shutdown()
+        for engine in self.engines:
+            ray.kill(engine, no_restart=True)
+        for pg in self.placement_groups:
+            remove_placement_group(pg)
+
+
+def absolutize_model_paths(cfg: Config) -> None:
+    """Local checkpoint paths become absolute: Ray workers do not run in the driver's directory."""
+    for section in (cfg.actor, cfg.ref):
+        path = section.model_name_or_path
+        if path and Path(path).exists():
+            section.model_name_or_path = str(Path(path).resolve())
+
+
+def _is_reward_failure(exc: BaseException) -> bool:
+    from openrlhf.trainer.reward_client import RewardError
+
+    return isinstance(exc, RewardError)
+
+
+def _trim_to_whole_groups(keep: torch.Tensor, n: int, world: int) -> torch.Tensor:
+    """Drop kept groups from the end until the kept rows split evenly over the data-parallel ranks."""
+    keep = keep.clone()
+    groups = keep.view(-1, n).all(dim=1)
+    kept = groups.nonzero().flatten().tolist()
+    while kept and (len(kept) * n) % world:
+        groups[kept.pop()] = False
+    return groups.repeat_interleave(n)

@@ -1,0 +1,160 @@
+"""From a batch of prompts to training experience: generate, score, pad into tensors.
+
+Steps 2-3 of a training step (DESIGN.md): the rollout engines generate n responses per prompt, the
+reward source scores them; this module turns the result into an :class:`Experience` (log-probs and
+advantages are added by the driver).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from openrlhf.config import Config
+from openrlhf.data.sample import Sample
+from openrlhf.rollout.base import GenerationOutput, GenerationRequest, SamplingParams
+from openrlhf.workers.experience import Experience
+
+
+@dataclass
+class EncodedPrompt:
+    """A prompt ready for an engine and for the policy's forward (with its images' tensors)."""
+
+    sample: Sample
+    request: GenerationRequest
+    multimodal: dict[str, torch.Tensor] | None = None
+
+
+@dataclass
+class Rollout:
+    """Everything one step produced before training: per response, its prompt and scores."""
+
+    prompts: list[EncodedPrompt]
+    outputs: list[GenerationOutput]  # len(prompts) * n, grouped by prompt
+    n: int
+    rewards: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    scores: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    components: dict[str, list[float]] = field(default_factory=dict)
+    extra_logs: dict[str, float] = field(default_factory=dict)
+
+    def prompt_of(self, row: int) -> EncodedPrompt:
+        return self.prompts[row // self.n]
+
+
+class PromptEncoder:
+    """Chat template + tokenisation (+ image processing) of samples, done once in the driver."""
+
+    def __init__(self, cfg: Config) -> None:
+        from openrlhf.models.loading import load_processor, load_tokenizer
+
+        self.cfg = cfg
+        path = cfg.actor.model_name_or_path
+        self.tokenizer = load_tokenizer(path, padding_side="left")
+        self.processor = load_processor(path, min_pixels=cfg.data.min_pixels, max_pixels=cfg.data.max_pixels)
+
+    @property
+    def template_owner(self):
+        return self.processor if self.processor is not None else self.tokenizer
+
+    def encode(self, sample: Sample) -> EncodedPrompt:
+        from openrlhf.data.prompts import build_prompt_text
+        from openrlhf.models.vlm_inputs import encode_prompt, take_multimodal
+
+        text = build_prompt_text(sample, self.template_owner, self.cfg.data)
+        images = [_open_rgb(path, sample.where) for path in sample.images]
+        if images and self.processor is None:
+            raise ValueError(f"{sample.where}: the row has images but {self.cfg.actor.model_name_or_path} is text-only")
+        encoded = encode_prompt(
+            self.processor if images else self.tokenizer,
+            text,
+            images,
+            max_length=self.cfg.data.prompt_max_len,
+            where=sample.where,
+        )
+        ids = encoded["input_ids"][0].tolist()
+        return EncodedPrompt(sample, GenerationRequest(text, ids, images), take_multimodal(encoded))
+
+    def decode_response(self, output: GenerationOutput) -> str:
+        """The response as OpenRLHF's remote-RM client sends it: decoded with special tokens kept."""
+        return self.tokenizer.decode(output.output_token_ids, skip_special_tokens=False)
+
+
+def _open_rgb(path: str, where: str):
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{where}: cannot read image {path}: {exc}") from exc
+
+
+def sampling_params(cfg: Config, seed: int, *, greedy: bool = False, n: int | None = None) -> SamplingParams:
+    return SamplingParams(
+        n=1 if greedy else (n or cfg.rollout.n_samples_per_prompt),
+        temperature=0.0 if greedy else cfg.rollout.temperature,
+        top_p=1.0 if greedy else cfg.rollout.top_p,
+        top_k=-1 if greedy else cfg.rollout.top_k,
+        max_new_tokens=cfg.rollout.max_new_tokens,
+        seed=seed,
+    )
+
+
+def generate(engines: list, prompts: list[EncodedPrompt], params: SamplingParams) -> list[GenerationOutput]:
+    """Deal prompts round-robin over the engines; outputs come back grouped by prompt, in order."""
+    import ray
+
+    if not prompts:
+        return []
+    shards = [prompts[i :: len(engines)] for i in range(len(engines))]
+    refs = [
+        engine.generate.remote([p.request for p in shard], params) for engine, shard in zip(engines, shards, strict=False) if shard
+    ]
+    results = ray.get(refs)
+    per_prompt: list[list[GenerationOutput]] = [None] * len(prompts)  # type: ignore[list-item]
+    for engine_index, result in enumerate(results):
+        for k, outs in enumerate(result):
+            per_prompt[engine_index + k * len(engines)] = outs
+    return [out for outs in per_prompt for out in outs]
+
+
+def score(reward_source, encoder: PromptEncoder, rollout: Rollout) -> None:
+    """Ask the reward source for every response; fill rewards, scores, components and logs."""
+    queries, prompt_texts, labels = [], [], []
+    for row, output in enumerate(rollout.outputs):
+        prompt = rollout.prompt_of(row)
+        response = encoder.decode_response(output)
+        queries.append(prompt.request.prompt_text + response)
+        prompt_texts.append(prompt.request.prompt_text)
+        labels.append(prompt.sample.reward_label())
+    result = reward_source.score(queries, prompt_texts, labels)
+    rollout.rewards = torch.tensor(result.rewards, dtype=torch.float32)
+    rollout.scores = torch.tensor(result.scores, dtype=torch.float32)
+    rollout.components = result.components
+    rollout.extra_logs = result.extra_logs
+
+
+def build_experience(rollout: Rollout, pad_token_id: int) -> Experience:
+    """Pad prompts on the left and responses on the right into [prompt | response] rows."""
+    rows = len(rollout.outputs)
+    prompt_len = max(len(rollout.prompt_of(r).request.prompt_token_ids) for r in range(rows))
+    resp_len = max(1, max(len(o.output_token_ids) for o in rollout.outputs))
+    sequences = torch.full((rows, prompt_len + resp_len), pad_token_id, dtype=torch.long)
+    attention = torch.zeros((rows, prompt_len + resp_len), dtype=torch.long)
+    response_mask = torch.zeros((rows, resp_len), dtype=torch.float32)
+    sampler = torch.zeros((rows, resp_len), dtype=torch.float32)
+    multimodal: list[dict[str, Any] | None] = []
+    for r, output in enumerate(rollout.outputs):
+        prompt = rollout.prompt_of(r)
+        p_ids, o_ids = prompt.request.prompt_token_ids, output.output_token_ids
+        sequences[r, prompt_len - len(p_ids) : prompt_len] = torch.tensor(p_ids)
+        attention[r, prompt_len - len(p_ids) : prompt_len] = 1
+        if o_ids:
+            sequences[r, prompt_len : prompt_len + len(o_ids)] = torch.tensor(o_ids)
+            attention[r, prompt_len : prompt_len + len(o_ids)] = 1
+            response_mask[r, : len(o_ids)] = 1.0
+            sampler[r, : len(output.logprobs)] = torch.tensor(output.logprobs, dtype=torch.float32)
+        multimodal.append(prompt.multimodal)
+    return Experience(sequences, attention, response_mask, multimodal, sampler_log_probs=sampler)

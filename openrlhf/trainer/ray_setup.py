@@ -1,0 +1,47 @@
+"""Joining a Ray cluster (RAY_ADDRESS, as under `ray job submit`) or starting a local one."""
+
+from __future__ import annotations
+
+import os
+
+# Environment variables the workers need to see as the driver does (a cluster started by `ray start`
+# does not inherit the driver's environment).
+PASSED_ENV = (
+    "TORCH_EXTENSIONS_DIR",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "HF_DATASETS_OFFLINE",
+    "TOKENIZERS_PARALLELISM",
+    "OPENRLHF_FAULT_INJECTION",
+)
+
+
+def worker_env() -> dict[str, str]:
+    env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # DeepSpeed's CPU accelerator reads these; keep intra-op threads bounded per worker.
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def init_ray(num_cpus: int | None = None) -> bool:
+    """Connect to RAY_ADDRESS when set, else start a local cluster; returns True if we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    runtime_env = {"env_vars": worker_env()}
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=runtime_env, log_to_driver=True)
+        return False
+    # Ray's CPUs are logical: declare at least what the placement groups ask for, even on 2 cores.
+    num_cpus = max(num_cpus or 0, os.cpu_count() or 1)
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        runtime_env=runtime_env,
+        log_to_driver=True,
+        configure_logging=True,
+        logging_level="WARNING",
+    )
+    return True

@@ -1,0 +1,58 @@
+"""Process-group setup for a DeepSpeed data-parallel group of Ray actors (gloo on CPU, NCCL on GPU)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from contextlib import closing
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def node_ip() -> str:
+    """The address other workers of the group reach this node at (loopback when Ray runs locally)."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.util.get_node_ip_address()
+    except Exception:  # pragma: no cover - ray missing or not connected
+        pass
+    return "127.0.0.1"
+
+
+def accelerator_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def init_process_group(rank: int, world_size: int, master_addr: str, master_port: int) -> None:
+    """Initialise torch.distributed through DeepSpeed for one rank of a data-parallel group."""
+    import deepspeed
+
+    os.environ.update(
+        {
+            "RANK": str(rank),
+            "LOCAL_RANK": "0" if not accelerator_available() else os.environ.get("LOCAL_RANK", "0"),
+            "WORLD_SIZE": str(world_size),
+            "MASTER_ADDR": master_addr,
+            "MASTER_PORT": str(master_port),
+        }
+    )
+    backend = "nccl" if accelerator_available() else "gloo"
+    deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, verbose=False)
+
+
+def set_num_threads(num_threads: int, workers_on_node: int) -> int:
+    """Give each worker its share of the cores so co-located processes do not fight over them."""
+    import torch
+
+    if num_threads <= 0:
+        num_threads = max(1, (os.cpu_count() or 1) // max(1, workers_on_node))
+    torch.set_num_threads(num_threads)
+    return num_threads

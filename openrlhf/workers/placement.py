@@ -1,0 +1,124 @@
+"""Ray placement groups and groups of worker actors (policy, reference, rollout engines).
+
+Each role gets its own placement group of one bundle per worker, or roles share bundles when colocated
+(``train.colocate_actor_ref``: policy rank i and reference rank i share bundle i; ``train.colocate_all``:
+the rollout engines join them too). With no GPU the bundles ask for CPUs only; sharing actors split a
+bundle's resources between them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from openrlhf.config import Config
+
+
+@dataclass
+class BundleSpec:
+    cpus: float
+    gpus: float
+
+    def as_bundle(self) -> dict[str, float]:
+        bundle = {"CPU": self.cpus}
+        if self.gpus:
+            bundle["GPU"] = self.gpus
+        return bundle
+
+
+def bundle_spec(cfg: Config) -> BundleSpec:
+    from openrlhf.workers.distributed import accelerator_available
+
+    return BundleSpec(cpus=cfg.train.cpus_per_worker, gpus=1.0 if accelerator_available() else 0.0)
+
+
+def create_placement_group(num_bundles: int, spec: BundleSpec, *, name: str, timeout_s: float = 120.0):
+    """Reserve ``num_bundles`` bundles; fail with a clear message when the cluster cannot hold them."""
+    import ray
+    from ray.util.placement_group import placement_group
+
+    pg = placement_group([spec.as_bundle() for _ in range(num_bundles)], strategy="PACK", name=name)
+    ready, _ = ray.wait([pg.ready()], timeout=timeout_s)
+    if not ready:
+        total = ray.cluster_resources()
+        raise RuntimeError(
+            f"placement group '{name}': could not reserve {num_bundles} bundles of {spec.as_bundle()} within "
+            f"{timeout_s:.0f} s; the cluster has {dict(total)}. Lower the worker counts or train.cpus_per_worker."
+        )
+    return pg
+
+
+def _address_and_port() -> tuple[str, int]:
+    from openrlhf.workers.distributed import free_port, node_ip
+
+    return node_ip(), free_port()
+
+
+class WorkerGroup:
+    """N actors of one worker class forming one data-parallel group, placed on given bundles."""
+
+    def __init__(
+        self,
+        worker_cls: type,
+        num_workers: int,
+        pg,
+        *,
+        bundle_offset: int = 0,
+        share: int = 1,
+        spec: BundleSpec,
+        init_kwargs: dict[str, Any],
+        env_vars: dict[str, str] | None = None,
+        name: str = "worker",
+    ) -> None:
+        import ray
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        def strategy(index: int):
+            return PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=index)
+
+        addr_fn = ray.remote(num_cpus=0)(_address_and_port)
+        master_addr, master_port = ray.get(addr_fn.options(scheduling_strategy=strategy(bundle_offset)).remote())
+        remote_cls = ray.remote(worker_cls)
+        self.name = name
+        self.handles = []
+        for rank in range(num_workers):
+            options: dict[str, Any] = {
+                "num_cpus": spec.cpus / share,
+                "num_gpus": spec.gpus / share if spec.gpus else 0,
+                "scheduling_strategy": strategy(bundle_offset + rank),
+                "name": None,
+            }
+            if env_vars:
+                options["runtime_env"] = {"env_vars": env_vars}
+            handle = remote_cls.options(**options).remote(
+                rank=rank,
+                world_size=num_workers,
+                master_addr=master_addr,
+                master_port=master_port,
+                workers_on_node=share,
+                **init_kwargs,
+            )
+            self.handles.append(handle)
+
+    def __len__(self) -> int:
+        return len(self.handles)
+
+    def call(self, method: str, *args, **kwargs) -> list:
+        """Call ``method`` with the same arguments on every rank; wait for all results."""
+        import ray
+
+        return ray.get([getattr(h, method).remote(*args, **kwargs) for h in self.handles])
+
+    def call_per_rank(self, method: str, per_rank_args: list[tuple], **kwargs) -> list:
+        import ray
+
+        if len(per_rank_args) != len(self.handles):
+            raise ValueError(f"{self.name}: {len(per_rank_args)} argument sets for {len(self.handles)} workers")
+        return ray.get([getattr(h, method).remote(*a, **kwargs) for h, a in zip(self.handles, per_rank_args, strict=False)])
+
+    def shutdown(self) -> None:
+        import ray
+
+        for handle in self.handles:
+            ray.kill(handle, no_restart=True)
+        self.handles = []

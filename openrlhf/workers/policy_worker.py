@@ -1,0 +1,237 @@
+"""The policy (actor) worker: one rank of a DeepSpeed data-parallel group, hosted in a Ray actor.
+
+It computes log-probs of responses, trains on experience with the loss from ``openrlhf.algorithms``,
+guards against non-finite updates, hands its weights to the rollout engines, and saves/loads checkpoints.
+The same class does the supervised warm start (``sft_step``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from openrlhf.config import Config
+from openrlhf.workers.distributed import init_process_group, set_num_threads
+from openrlhf.workers.ds_config import train_ds_config
+from openrlhf.workers.experience import Experience
+from openrlhf.workers.model_io import forward_logprobs, load_trainable_model, named_weights_for_sync
+
+
+class PolicyWorker:
+    def __init__(
+        self,
+        cfg_dict: dict[str, Any],
+        rank: int,
+        world_size: int,
+        master_addr: str,
+        master_port: int,
+        *,
+        total_optimizer_steps: int,
+        learning_rate: float | None = None,
+        workers_on_node: int = 1,
+    ) -> None:
+        import deepspeed
+        from transformers import get_scheduler
+
+        self.cfg = Config.model_validate(cfg_dict)
+        self.rank, self.world_size = rank, world_size
+        set_num_threads(self.cfg.train.num_threads_per_worker, workers_on_node)
+        init_process_group(rank, world_size, master_addr, master_port)
+        torch.manual_seed(self.cfg.train.seed + rank)
+
+        micro = self.cfg.train.micro_train_batch_size
+        ds_config = train_ds_config(self.cfg, micro_batch_size=micro, grad_accum_steps=1, world_size=world_size)
+        model = load_trainable_model(self.cfg, ds_config)
+        params = [p for p in model.parameters() if p.requires_grad]
+        lr = learning_rate if learning_rate is not None else self.cfg.train.learning_rate
+        optimizer = torch.optim.AdamW(
+            params, lr=lr, betas=tuple(self.cfg.train.adam_betas), weight_decay=self.cfg.train.weight_decay
+        )
+        warmup = math.ceil(self.cfg.train.lr_warmup_ratio * total_optimizer_steps)
+        scheduler_kwargs = {}
+        if self.cfg.train.lr_scheduler == "cosine_with_min_lr":
+            scheduler_kwargs = {"scheduler_specific_kwargs": {"min_lr_rate": self.cfg.train.min_lr_ratio}}
+        scheduler = get_scheduler(
+            self.cfg.train.lr_scheduler,
+            optimizer,
+            num_warmup_steps=warmup,
+            num_training_steps=max(1, total_optimizer_steps),
+            **scheduler_kwargs,
+        )
+        self.engine, *_ = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config
+        )
+        self.nonfinite_skips = 0
+        self.optimizer_steps = 0
+
+    # ------------------------------------------------------------------ scoring
+
+    @torch.no_grad()
+    def compute_logprobs(self, exp: Experience) -> torch.Tensor:
+        """Per-token log-probs [B, R] of the responses under the current policy (eval mode, no grad)."""
+        self.engine.eval()
+        out = []
+        for mb in exp.micro_batches(self.cfg.train.micro_rollout_batch_size):
+            logprobs, _ = forward_logprobs(self.engine, mb, temperature=self.cfg.rollout.temperature)
+            out.append(logprobs.float().cpu())
+        return torch.cat(out, dim=0)
+
+    # ------------------------------------------------------------------ training
+
+    def _all_reduce(self, value: torch.Tensor, op: str = "sum") -> torch.Tensor:
+        import torch.distributed as dist
+
+        value = value.to(self.engine.device)
+        dist.all_reduce(value, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MIN)
+        return value.cpu()
+
+    def _finish_optimizer_step(self, local_finite: bool) -> bool:
+        """Step the optimizer unless any rank saw a non-finite loss or gradient; returns True if applied."""
+        finite = bool(self._all_reduce(torch.tensor([1.0 if local_finite else 0.0]), op="min").item())
+        if finite and self.cfg.ds.zero_stage == 0:
+            # ZeRO-1..3 skip a non-finite step themselves; plain data parallel does not.
+            grads = [p.grad for p in self.engine.module.parameters() if p.grad is not None]
+            local = all(torch.isfinite(g).all() for g in grads)
+            finite = bool(self._all_reduce(torch.tensor([1.0 if local else 0.0]), op="min").item())
+        if not finite:
+            for p in self.engine.module.parameters():
+                p.grad = None  # torch optimizers leave parameters without a gradient untouched
+        self.engine.step()
+        applied = finite and (self.cfg.ds.zero_stage == 0 or self.engine.was_step_applied())
+        self.nonfinite_skips = 0 if applied else self.nonfinite_skips + 1
+        self.optimizer_steps += int(applied)
+        return applied
+
+    def train_on_experience(self, exp: Experience, *, kl_coef: float = 0.0, inject_nonfinite: bool = False) -> dict:
+        """Epochs over this rank's shard: per optimizer mini-batch, accumulate micro-batch grads, then step.
+
+        Each micro-batch loss is scaled so that the accumulated gradient equals the gradient of the
+        aggregated loss over the whole global mini-batch (see ``loss_scale_for_micro_batch``).
+        """
+        from openrlhf.algorithms import compute_policy_loss
+
+        self.engine.train()
+        cfg = self.cfg
+        rows = exp.batch_size
+        global_rows = rows * self.world_size
+        per_step = cfg.train.train_batch_size // self.world_size if cfg.train.train_batch_size else rows
+        per_step = max(1, min(per_step, rows))
+        history: dict[str, list[float]] = {}
+        skipped = 0
+        for _epoch in range(cfg.train.max_epochs):
+            for start in range(0, rows, per_step):
+                mini = exp.select(slice(start, start + per_step))
+                local_tokens = mini.response_mask.sum().float()
+                global_tokens = float(self._all_reduce(local_tokens.reshape(1)).item())
+                global_mini_rows = mini.batch_size * self.world_size
+                micro = mini.micro_batches(cfg.train.micro_train_batch_size)
+                local_finite = True
+                for i, mb in enumerate(micro):
+                    self.engine.set_gradient_accumulation_boundary(i == len(micro) - 1)
+                    logprobs, entropy = forward_logprobs(
+                        self.engine, mb, temperature=cfg.rollout.temperature, with_entropy=True
+                    )
+                    loss, metrics = compute_policy_loss(
+                        logprobs,
+                        mb.old_log_probs,
+                        mb.advantages,
+                        mb.response_mask,
+                        cfg.algo,
+                        ref_log_probs=mb.ref_log_probs,
+                        sampler_log_probs=mb.sampler_log_probs,
+                        entropy=entropy,
+                        kl_coef=kl_coef,
+                        global_token_count=global_tokens,
+                    )
+                    loss = loss * loss_scale_for_micro_batch(
+                        cfg.algo.loss_agg_mode, mb.batch_size, global_mini_rows, self.world_size
+                    )
+                    if inject_nonfinite:
+                        loss = loss * float("nan")
+                    if not torch.isfinite(loss):
+                        local_finite = False
+                        # Keep DeepSpeed's bookkeeping (and ZeRO-3's collective forwards) in step on every rank,
+                        # with a gradient of zero: the whole update is dropped at the boundary anyway.
+                        loss = sum((p.reshape(-1)[0] * 0.0) for p in self.engine.module.parameters() if p.requires_grad)
+                    self.engine.backward(loss, scale_wrt_gas=False)
+                    for key, value in metrics.items():
+                        history.setdefault(key, []).append(float(value))
+                applied = self._finish_optimizer_step(local_finite)
+                skipped += int(not applied)
+                grad_norm = self.engine.get_global_grad_norm()
+                if grad_norm is not None and applied:
+                    history.setdefault("grad_norm", []).append(float(grad_norm))
+        out = {k: sum(v) / len(v) for k, v in history.items() if v}
+        out.update(
+            {
+                "nonfinite_skipped_steps": float(skipped),
+                "nonfinite_skips_in_a_row": float(self.nonfinite_skips),
+                "lr": float(self.engine.get_lr()[0]),
+                "optimizer_steps": float(self.optimizer_steps),
+                "global_rows": float(global_rows),
+            }
+        )
+        return out
+
+    def sft_step(self, exp: Experience) -> dict:
+        """One optimizer step of supervised fine-tuning: token-mean NLL of the response tokens."""
+        self.engine.train()
+        global_tokens = float(self._all_reduce(exp.response_mask.sum().float().reshape(1)).item())
+        micro = exp.micro_batches(self.cfg.sft.micro_batch_size)
+        total = 0.0
+        local_finite = True
+        for i, mb in enumerate(micro):
+            self.engine.set_gradient_accumulation_boundary(i == len(micro) - 1)
+            logprobs, _ = forward_logprobs(self.engine, mb, temperature=1.0)
+            mask = mb.response_mask.to(logprobs.dtype)
+            loss = -(logprobs * mask).sum() / max(global_tokens, 1.0) * self.world_size
+            local_finite &= bool(torch.isfinite(loss))
+            self.engine.backward(loss, scale_wrt_gas=False)
+            total += float(loss.detach()) / self.world_size
+        applied = self._finish_optimizer_step(local_finite)
+        return {"sft/loss": total, "sft/applied": float(applied), "lr": float(self.engine.get_lr()[0])}
+
+    # ------------------------------------------------------------------ weights and checkpoints
+
+    def get_weights(self) -> dict[str, torch.Tensor] | None:
+        """Full HF-named weights on rank 0 (ZeRO-3 shards gathered; every rank must call), None elsewhere."""
+        return named_weights_for_sync(self.engine, self.cfg, self.rank)
+
+    def save_checkpoint(self, ckpt_dir: str, tag: str, client_state: dict | None = None) -> None:
+        """DeepSpeed state (module, optimizer, scheduler) plus this rank's torch RNG state."""
+        self.engine.save_checkpoint(ckpt_dir, tag=tag, client_state=client_state or {}, save_latest=False)
+        rng = {"torch": torch.get_rng_state()}
+        torch.save(rng, Path(ckpt_dir) / tag / f"rng_rank{self.rank}.pt")
+
+    def load_checkpoint(self, ckpt_dir: str, tag: str) -> dict:
+        _, client_state = self.engine.load_checkpoint(ckpt_dir, tag=tag)
+        rng_path = Path(ckpt_dir) / tag / f"rng_rank{self.rank}.pt"
+        if rng_path.exists():
+            torch.set_rng_state(torch.load(rng_path, weights_only=False)["torch"])
+        self.optimizer_steps = int((client_state or {}).get("optimizer_steps", self.optimizer_steps))
+        return client_state or {}
+
+    def export_hf(self, out_dir: str) -> None:
+        """Write the policy in Hugging Face format (LoRA merged) from rank 0; every rank must call."""
+        from openrlhf.workers.model_io import export_hf_model
+
+        export_hf_model(self.engine, self.cfg, self.rank, out_dir)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def loss_scale_for_micro_batch(loss_agg_mode: str, micro_rows: int, global_rows: int, world_size: int) -> float:
+    """Factor making accumulated micro-batch gradients equal the gradient of the global mini-batch loss.
+
+    DeepSpeed averages gradients over the W data-parallel ranks (a factor 1/W), and we accumulate without
+    its 1/GAS scaling. token-mean uses the global token count G inside the loss (sum/G), so its factor is W.
+    The seq-mean modes average over sequences: a micro-batch of m rows out of M global rows gets m/M * W.
+    """
+    if loss_agg_mode == "token-mean":
+        return float(world_size)
+    return micro_rows / global_rows * world_size
