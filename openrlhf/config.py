@@ -98,6 +98,11 @@ class RolloutConfig(Section):
     top_k: int = Field(-1, ge=-1, description="-1: off")
     max_new_tokens: int = Field(64, ge=1)
     generate_batch_size: int = Field(64, ge=1, description="HF engine: sequences per generate call")
+    weight_sync: Literal["auto", "object_store", "broadcast"] = Field(
+        "auto",
+        description="policy -> engines: broadcast (torch.distributed group, parameter by parameter; NCCL for vLLM, "
+        "gloo on CPU) or the Ray object store; auto: broadcast for vLLM, object store for HF",
+    )
 
 
 class VllmConfig(Section):
@@ -136,6 +141,14 @@ class ClipConfig(Section):
     eps_low: float = Field(0.2, ge=0.0)
     eps_high: float = Field(0.2, ge=0.0, description="DAPO clip-higher when > eps_low")
     dual_clip: float = Field(0.0, ge=0.0, description="dual-clip constant c > 1; 0: off")
+
+    @field_validator("dual_clip")
+    @classmethod
+    def _check_dual_clip(cls, value: float) -> float:
+        if 0.0 < value <= 1.0:
+            raise ValueError("dual_clip must be 0 (off) or greater than 1")
+        return value
+
     tis_cap: float = Field(0.0, ge=0.0, description="truncated importance weight cap vs sampler; 0: off")
 
 
@@ -143,6 +156,12 @@ class PreClipConfig(Section):
     enable: bool = False
     log_ratio_min: float = -6.907755278982137  # log(1e-3)
     log_ratio_max: float = 6.907755278982137  # log(1e3)
+
+    @model_validator(mode="after")
+    def _check_order(self) -> PreClipConfig:
+        if self.log_ratio_min >= self.log_ratio_max:
+            raise ValueError(f"log_ratio_min ({self.log_ratio_min}) must be below log_ratio_max ({self.log_ratio_max})")
+        return self
 
 
 class AdvantageFilterConfig(Section):
@@ -156,6 +175,13 @@ class DynamicFilterConfig(Section):
     enable: bool = False
     drop_equal_scores: bool = True
     score_range: tuple[float, float] = (0.0, 1.0)
+
+    @field_validator("score_range")
+    @classmethod
+    def _check_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if value[0] > value[1]:
+            raise ValueError(f"score_range low {value[0]} is above high {value[1]}")
+        return value
 
 
 class AlgoConfig(Section):
@@ -258,6 +284,8 @@ class DemoConfig(Section):
     work_dir: str = "outputs/demo"
     num_train: int = Field(2000, ge=1)
     num_heldout: int = Field(200, ge=1)
+    difficulty: int = Field(1, ge=1, le=4, description="arithmetic difficulty level of the generated task")
+    full_reasoning_prob: float = Field(0.5, ge=0.0, le=1.0, description="share of SFT targets with worked steps")
 
 
 class Config(Section):

@@ -90,13 +90,11 @@ class RLTrainer:
         return math.ceil(bundles * cfg.train.cpus_per_worker) + 1
 
     def _start_workers(self, total_optimizer_steps: int) -> None:
-        from openrlhf.rollout.factory import create_rollout_engines
+        from openrlhf.rollout.factory import create_rollout_engines, resolve_backend
         from openrlhf.trainer.ray_setup import worker_env
         from openrlhf.workers.placement import WorkerGroup, bundle_spec, create_placement_group
         from openrlhf.workers.policy_worker import PolicyWorker
         from openrlhf.workers.reference_worker import ReferenceWorker
-
-        from openrlhf.rollout.factory import resolve_backend
 
         cfg = self.cfg
         self.backend = resolve_backend(cfg)
@@ -161,10 +159,46 @@ class RLTrainer:
         shards = exp.shard(len(group))
         return torch.cat(group.call_per_rank("compute_logprobs", [(s,) for s in shards]), dim=0)
 
-    def sync_weights(self) -> None:
-        """Policy rank 0 gathers full weights; every rollout engine loads them (Ray object store)."""
+    @property
+    def weight_sync_mode(self) -> str:
+        mode = self.cfg.rollout.weight_sync
+        if mode == "auto":
+            return "broadcast" if self.backend == "vllm" else "object_store"
+        return mode
+
+    def _init_broadcast_group(self) -> None:
+        """One torch.distributed group: policy rank 0 (rank 0) and every engine rank, apart from DeepSpeed's."""
         import ray
 
+        from openrlhf.rollout.weight_sync import engine_sync_ranks, sync_world_size
+
+        per_engine = self.cfg.vllm.tensor_parallel_size if self.backend == "vllm" else 1
+        world = sync_world_size(len(self.engines), per_engine)
+        backend = self.cfg.vllm.sync_backend if self.backend == "vllm" else "gloo"
+        addr, port = ray.get(self.policy.handles[0].sync_address.remote())
+        name = f"weight-sync-{port}"
+        refs = [h.init_weight_sync.remote(addr, port, world, name, backend) for h in self.policy.handles]
+        ranks = engine_sync_ranks(len(self.engines), per_engine)
+        refs += [
+            e.init_weight_sync_group.remote(addr, port, r, world, name, backend)
+            for e, r in zip(self.engines, ranks, strict=False)
+        ]
+        ray.get(refs)
+        self._sync_ready = True
+
+    def sync_weights(self) -> None:
+        """Policy -> every rollout engine: a parameter-by-parameter broadcast, or rank 0's full weights
+        through the Ray object store (ZeRO-3 shards gathered either way)."""
+        import ray
+
+        if self.weight_sync_mode == "broadcast":
+            if not getattr(self, "_sync_ready", False):
+                self._init_broadcast_group()
+            meta = ray.get(self.policy.handles[0].weight_sync_meta.remote())
+            refs = [h.broadcast_weights.remote() for h in self.policy.handles]
+            refs += [engine.receive_weights.remote(meta) for engine in self.engines]
+            ray.get(refs)
+            return
         weights = self.policy.call("get_weights")[0]
         ref = ray.put(weights)
         ray.get([engine.update_weights.remote(ref) for engine in self.engines])
@@ -345,11 +379,15 @@ class RLTrainer:
         self.stream = PromptStream(train_samples, cfg.train.rollout_batch_size, cfg.train.seed, cfg.data.shuffle)
         self.kl_controller = make_kl_controller(cfg.algo.kl)
         self.encoder = PromptEncoder(cfg)
+        check_reward_urls_reachable(cfg.reward)
         started_ray = init_ray(num_cpus=self.required_cpus())
         summary: dict[str, Any] = {}
         with ExitStack() as stack:
             self.reward_source = stack.enter_context(open_reward_source(cfg.reward, self.output_dir))
             t_setup = time.perf_counter()
+            # Workers, engines and placement groups go away also when the run fails or stops early,
+            # so a Ray cluster that outlives this run (tests, `ray job submit`) gets its resources back.
+            stack.callback(self._shutdown)
             self._start_workers(total_optimizer_steps)
             self.sync_weights()
             self._maybe_resume()
@@ -403,7 +441,6 @@ class RLTrainer:
                     "mean_step_seconds": _mean(h.get("timing/step", float("nan")) for h in self.history),
                 }
             )
-            self._shutdown()
         if started_ray:
             import ray
 
@@ -414,16 +451,19 @@ class RLTrainer:
         return summary
 
     def _shutdown(self) -> None:
+        """Kill whatever of the workers, engines and placement groups was started (safe to call twice)."""
         import ray
         from ray.util.placement_group import remove_placement_group
 
-        for group in (self.policy, self.reference):
+        for group in (getattr(self, "policy", None), getattr(self, "reference", None)):
             if group is not None:
                 group.shutdown()
-        for engine in self.engines:
+        for engine in getattr(self, "engines", []):
             ray.kill(engine, no_restart=True)
-        for pg in self.placement_groups:
+        self.engines = []
+        for pg in getattr(self, "placement_groups", []):
             remove_placement_group(pg)
+        self.placement_groups = []
 
 
 def absolutize_model_paths(cfg: Config) -> None:
@@ -432,6 +472,37 @@ def absolutize_model_paths(cfg: Config) -> None:
         path = section.model_name_or_path
         if path and Path(path).exists():
             section.model_name_or_path = str(Path(path).resolve())
+
+
+def check_reward_urls_reachable(reward_cfg) -> None:
+    """Fail fast, before the (slow) worker setup, when a reward.remote_url accepts no TCP connection.
+
+    Tries each URL ``reward.retries + 1`` times, sleeping ``backoff * 2**k`` s between tries, like the
+    client does; raises ValueError naming the URL (the CLI prints it as one line).
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    for url in reward_cfg.remote_url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"reward.remote_url: {url!r} is not an http(s) URL")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        last_error: OSError | None = None
+        for attempt in range(reward_cfg.retries + 1):
+            if attempt:
+                time.sleep(reward_cfg.backoff * 2 ** (attempt - 1))
+            try:
+                with socket.create_connection((parts.hostname, port), timeout=min(reward_cfg.timeout, 10.0)):
+                    last_error = None
+                    break
+            except OSError as exc:
+                last_error = exc
+        if last_error is not None:
+            raise ValueError(
+                f"reward.remote_url: the reward server {url} is not reachable "
+                f"({reward_cfg.retries + 1} tries): {last_error}"
+            )
 
 
 def _is_reward_failure(exc: BaseException) -> bool:

@@ -110,7 +110,9 @@ def generate(engines: list, prompts: list[EncodedPrompt], params: SamplingParams
         return []
     shards = [prompts[i :: len(engines)] for i in range(len(engines))]
     refs = [
-        engine.generate.remote([p.request for p in shard], params) for engine, shard in zip(engines, shards, strict=False) if shard
+        engine.generate.remote([p.request for p in shard], params)
+        for engine, shard in zip(engines, shards, strict=False)
+        if shard
     ]
     results = ray.get(refs)
     per_prompt: list[list[GenerationOutput]] = [None] * len(prompts)  # type: ignore[list-item]

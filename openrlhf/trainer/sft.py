@@ -32,12 +32,11 @@ def run_sft(cfg: Config) -> dict[str, Any]:
     from tqdm import tqdm
 
     from openrlhf.data import load_samples
+    from openrlhf.trainer.driver import absolutize_model_paths
     from openrlhf.trainer.metrics import write_summary
     from openrlhf.trainer.ray_setup import init_ray, worker_env
     from openrlhf.workers.placement import WorkerGroup, bundle_spec, create_placement_group
     from openrlhf.workers.policy_worker import PolicyWorker
-
-    from openrlhf.trainer.driver import absolutize_model_paths
 
     cfg = cfg.model_copy(deep=True)
     absolutize_model_paths(cfg)

@@ -114,7 +114,9 @@ class WorkerGroup:
 
         if len(per_rank_args) != len(self.handles):
             raise ValueError(f"{self.name}: {len(per_rank_args)} argument sets for {len(self.handles)} workers")
-        return ray.get([getattr(h, method).remote(*a, **kwargs) for h, a in zip(self.handles, per_rank_args, strict=False)])
+        return ray.get(
+            [getattr(h, method).remote(*a, **kwargs) for h, a in zip(self.handles, per_rank_args, strict=False)]
+        )
 
     def shutdown(self) -> None:
         import ray

@@ -154,9 +154,13 @@ class PolicyWorker:
                         loss = loss * float("nan")
                     if not torch.isfinite(loss):
                         local_finite = False
-                        # Keep DeepSpeed's bookkeeping (and ZeRO-3's collective forwards) in step on every rank,
-                        # with a gradient of zero: the whole update is dropped at the boundary anyway.
-                        loss = sum((p.reshape(-1)[0] * 0.0) for p in self.engine.module.parameters() if p.requires_grad)
+                        # Backward the non-finite loss itself: the averaged gradients turn non-finite on every
+                        # rank and DeepSpeed's overflow check drops the whole step, Adam moments included. A
+                        # zero-gradient stand-in would not: Adam's momentum would still move the weights.
+                        if not loss.requires_grad:
+                            loss = sum(
+                                p.sum() * float("nan") for p in self.engine.module.parameters() if p.requires_grad
+                            )
                     self.engine.backward(loss, scale_wrt_gas=False)
                     for key, value in metrics.items():
                         history.setdefault(key, []).append(float(value))
@@ -200,6 +204,48 @@ class PolicyWorker:
     def get_weights(self) -> dict[str, torch.Tensor] | None:
         """Full HF-named weights on rank 0 (ZeRO-3 shards gathered; every rank must call), None elsewhere."""
         return named_weights_for_sync(self.engine, self.cfg, self.rank)
+
+    def sync_address(self) -> tuple[str, int]:
+        """Where the weight-sync group's store will listen (this rank-0 node, a free port)."""
+        from openrlhf.workers.distributed import free_port, node_ip
+
+        return node_ip(), free_port()
+
+    def init_weight_sync(self, master_address: str, master_port: int, world_size: int, group_name: str, backend: str):
+        """Rank 0 becomes rank 0 of a group with every engine rank (a group apart from DeepSpeed's)."""
+        if self.rank == 0:
+            from openrlhf.rollout.weight_sync import create_sync_group_sender
+
+            self._sync_group = create_sync_group_sender(master_address, master_port, world_size, group_name, backend)
+
+    def weight_sync_meta(self) -> list[tuple[str, str, tuple[int, ...]]]:
+        """(name, dtype, full shape) of every tensor broadcast_weights() sends, in order."""
+        from openrlhf.rollout.weight_sync import dtype_name
+
+        if self.cfg.actor.lora.rank > 0:
+            weights = self.get_weights() or {}
+            return [(n, dtype_name(t.dtype), tuple(t.shape)) for n, t in weights.items()]
+        model = self.engine.module
+        return [
+            (name, dtype_name(p.dtype), tuple(getattr(p, "ds_shape", p.shape))) for name, p in model.named_parameters()
+        ]
+
+    def broadcast_weights(self) -> int:
+        """Parameter by parameter: every rank gathers its ZeRO-3 shard, rank 0 broadcasts the full tensor."""
+        import deepspeed
+
+        from openrlhf.rollout.weight_sync import broadcast_named_tensors
+
+        if self.cfg.actor.lora.rank > 0:
+            weights = self.get_weights()
+            return broadcast_named_tensors(weights, self._sync_group) if self.rank == 0 else 0
+        sent = 0
+        gather = self.cfg.ds.zero_stage == 3
+        for name, param in self.engine.module.named_parameters():
+            with deepspeed.zero.GatheredParameters([param], enabled=gather):
+                if self.rank == 0:
+                    sent += broadcast_named_tensors([(name, param.data)], self._sync_group)
+        return sent
 
     def save_checkpoint(self, ckpt_dir: str, tag: str, client_state: dict | None = None) -> None:
         """DeepSpeed state (module, optimizer, scheduler) plus this rank's torch RNG state."""

@@ -1,0 +1,93 @@
+"""Shared pieces of the trainer end-to-end tests: a small run's command line, and running it in-process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from openrlhf.config import load_config
+
+REPO = Path(__file__).resolve().parents[2]
+SMALL_RECIPES = str(REPO / "tests" / "trainer_parts" / "small_recipes.yaml")
+
+# A deterministic reward with spread inside every group (so GRPO has advantages): how many distinct
+# characters the response uses, scaled to [0, 1]; "accuracy" is the exact-answer check.
+REWARD_FUNC = """
+def reward_func(queries, prompts, labels, **kw):
+    rewards, accuracy = [], []
+    for query, prompt, label in zip(queries, prompts, labels):
+        response = query[len(prompt):]
+        rewards.append(min(len(set(response)), 20) / 20.0)
+        accuracy.append(float(str(label) in response))
+    return {"rewards": rewards, "scores": accuracy, "components": {"accuracy": accuracy}}
+"""
+
+
+def small_run_args(task: dict, out_dir: Path, *extra: str, steps: int = 2) -> list[str]:
+    """The command line of a tiny run: 2 policy workers, 4 prompts x 4 samples, 16 new tokens."""
+    return [
+        "--config",
+        str(task["empty_config"]),
+        "--actor.model_name_or_path",
+        str(task["model"]),
+        "--data.train_paths",
+        f"[{task['train']}]",
+        "--data.eval_paths",
+        f"[{task['heldout']}]",
+        "--train.output_dir",
+        str(out_dir),
+        "--train.max_steps",
+        str(steps),
+        "--train.rollout_batch_size",
+        "4",
+        "--rollout.n_samples_per_prompt",
+        "4",
+        "--rollout.max_new_tokens",
+        "16",
+        "--actor.num_gpus_per_node",
+        "2",
+        "--ds.zero_stage",
+        "2",
+        "--train.learning_rate",
+        "1e-4",
+        "--logger.progress_bar",
+        "false",
+        *extra,
+    ]
+
+
+def with_reward_func(task: dict) -> list[str]:
+    return ["--reward.reward_func", str(task["reward_func"])]
+
+
+def config_from(args: list[str]):
+    cfg, _ = load_config(args)
+    return cfg
+
+
+def run_training(args: list[str]) -> dict:
+    """RLTrainer(cfg).fit() in this process (it reuses the session's Ray and leaves it running)."""
+    from openrlhf.trainer.driver import RLTrainer
+
+    return RLTrainer(config_from(args)).fit()
+
+
+def read_metrics(out_dir: Path) -> list[dict]:
+    path = Path(out_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def model_states(ckpt: Path) -> dict:
+    """The module weights of a DeepSpeed checkpoint folder (ZeRO-1/2: rank 0's full copy)."""
+    import torch
+
+    files = sorted(Path(ckpt).glob("*model_states.pt"))
+    assert files, f"no *model_states.pt in {ckpt}: {sorted(p.name for p in Path(ckpt).iterdir())}"
+    return torch.load(files[0], map_location="cpu", weights_only=False)["module"]
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    import torch
+
+    assert a.keys() == b.keys()
+    return all(torch.equal(a[k], b[k]) for k in a)
