@@ -286,6 +286,9 @@ class DemoConfig(Section):
     num_heldout: int = Field(200, ge=1)
     difficulty: int = Field(1, ge=1, le=4, description="arithmetic difficulty level of the generated task")
     full_reasoning_prob: float = Field(0.5, ge=0.0, le=1.0, description="share of SFT targets with worked steps")
+    heldout_distinct: Literal["expression", "question"] = Field(
+        "question", description="held-out rows never share this with training rows"
+    )
 
 
 class Config(Section):

@@ -1,12 +1,100 @@
-"""openrlhf-eval (not available yet)."""
+"""openrlhf-eval: REC (accuracy at IoU > 0.5, mean IoU), counting and choice accuracy of a checkpoint.
 
+openrlhf-eval --config configs/demo_vlm.yaml --actor.model_name_or_path CKPT --data.eval_paths [rows.jsonl] \
+    [--train.output_dir DIR] [--box last|first]
+    Greedy answers over the dataset (HF engine; vLLM when present), scored by task; writes
+    DIR/eval_report.json and DIR/eval_outputs.json (VLM-R1's log format).
+openrlhf-eval --from-outputs FILE [--box last|first] [--task rec] [--out REPORT.json]
+    Score saved model outputs ({"results": [{"question", "ground_truth", "model_output"}, ...]}) offline.
+
+--box: which box of the answer a REC row is judged by; "last" is VLM-R1's evaluation rule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
 import sys
 
-from openrlhf.cli._unavailable import not_available
+from openrlhf.cli.common import run_with_config
+from openrlhf.config import Config
 
 
-def main() -> int:
-    return not_available("openrlhf-eval", "the trainer issue")
+def _print_summary(report: dict) -> None:
+    head = f"rows {report['rows']}, accuracy {report['accuracy']:.4f}" if report["rows"] else "no rows"
+    print(f"openrlhf-eval: {head}")
+    for task, entry in report["tasks"].items():
+        extra = f", mean IoU {entry['mean_iou']:.4f}" if "mean_iou" in entry else ""
+        print(f"  {task}: {entry['rows']} rows, accuracy {entry['accuracy']:.4f}{extra}")
+
+
+def _from_outputs(argv: list[str]) -> int:
+    from openrlhf.eval.offline import score_outputs_file
+
+    parser = argparse.ArgumentParser(prog="openrlhf-eval --from-outputs", description="score saved outputs")
+    parser.add_argument("--from-outputs", required=True, metavar="FILE")
+    parser.add_argument("--box", choices=["last", "first"], default="last")
+    parser.add_argument("--task", default="rec", help="task of rows that name none (default rec)")
+    parser.add_argument("--iou-threshold", type=float, default=0.5)
+    parser.add_argument("--out", default="", help="write the JSON report here (default: stdout only)")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else 2
+    try:
+        report = score_outputs_file(
+            args.from_outputs, box=args.box, iou_threshold=args.iou_threshold, default_task=args.task
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"openrlhf-eval: error: {exc}", file=sys.stderr)
+        return 1
+    _print_summary(report)
+    if report.get("published_accuracy") is not None:
+        print(f"  published accuracy {report['published_accuracy']:.4f}")
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            json.dump(report, fh, indent=2)
+        print(f"openrlhf-eval: report written to {args.out}")
+    else:
+        print(json.dumps({k: v for k, v in report.items() if k != "per_row"}, indent=2))
+    return 0
+
+
+def _pop_option(argv: list[str], name: str, choices: tuple[str, ...], default: str) -> tuple[str, list[str]]:
+    """Take ``--name VALUE`` / ``--name=VALUE`` out of argv (options outside the config tree)."""
+    rest, value, i = [], default, 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == f"--{name}" and i + 1 < len(argv):
+            value, i = argv[i + 1], i + 2
+        elif arg.startswith(f"--{name}="):
+            value, i = arg.split("=", 1)[1], i + 1
+        else:
+            rest.append(arg)
+            i += 1
+    if value not in choices:
+        raise ValueError(f"--{name} {value!r}: allowed {', '.join(choices)}")
+    return value, rest
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--from-outputs" or a.startswith("--from-outputs=") for a in argv):
+        return _from_outputs(argv)
+    try:
+        box, rest = _pop_option(argv, "box", ("last", "first"), "last")
+    except ValueError as exc:
+        print(f"openrlhf-eval: {exc}", file=sys.stderr)
+        return 2
+
+    def run(cfg: Config) -> None:
+        from openrlhf.eval.checkpoint import evaluate_checkpoint
+
+        report = evaluate_checkpoint(cfg, box=box)
+        _print_summary(report)
+        print(f"openrlhf-eval: report written to {report['report_path']}")
+
+    return run_with_config("openrlhf-eval", run, rest)
 
 
 if __name__ == "__main__":

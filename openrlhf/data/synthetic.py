@@ -115,7 +115,9 @@ def sft_target(reasoning: str, answer: object) -> str:
     return f"<think>{reasoning}</think><answer>{answer}</answer>"
 
 
-def _arithmetic_set(rng: random.Random, count: int, difficulty: int, banned: set[str]) -> list[ArithmeticProblem]:
+def _arithmetic_set(
+    rng: random.Random, count: int, difficulty: int, banned: set[str], key=lambda p: p.expression
+) -> list[ArithmeticProblem]:
     problems: list[ArithmeticProblem] = []
     tries = 0
     while len(problems) < count:
@@ -126,7 +128,7 @@ def _arithmetic_set(rng: random.Random, count: int, difficulty: int, banned: set
                 "expressions: lower num_heldout or raise the difficulty"
             )
         problem = make_arithmetic_problem(rng, rng.randint(1, difficulty))
-        if problem.expression not in banned:
+        if key(problem) not in banned:
             problems.append(problem)
     return problems
 
@@ -144,8 +146,17 @@ def write_arithmetic_task(
     *,
     difficulty: int = 3,
     full_reasoning_prob: float = 0.5,
+    distinct: str = "expression",
 ) -> dict[str, Path]:
-    """Write train.json, heldout.json (OmniRL JSON lists) and sft.json; returns {"train", "heldout", "sft"}."""
+    """Write train.json, heldout.json (OmniRL JSON lists) and sft.json; returns {"train", "heldout", "sft"}.
+
+    ``distinct="expression"``: no held-out expression (``"3 + 8"``) appears in training, so held-out accuracy
+    measures arithmetic on unseen operand pairs. ``distinct="question"``: held-out questions (their full text)
+    are unseen but expressions may recur in other wordings, which suits a model too small to generalise
+    arithmetic to unseen operands (the tiny demo).
+    """
+    if distinct not in ("expression", "question"):
+        raise ValueError(f"distinct must be 'expression' or 'question', got {distinct!r}")
     if not 1 <= difficulty <= MAX_DIFFICULTY:
         raise ValueError(f"difficulty must be 1..{MAX_DIFFICULTY}, got {difficulty}")
     if num_train < 1 or num_heldout < 0:
@@ -155,11 +166,12 @@ def write_arithmetic_task(
     rng = random.Random(seed)
     heldout: list[ArithmeticProblem] = []
     seen: set[str] = set()
-    for _ in range(num_heldout):  # held-out expressions are distinct from each other too
-        problem = _arithmetic_set(rng, 1, difficulty, seen)[0]
-        seen.add(problem.expression)
+    key = (lambda p: p.expression) if distinct == "expression" else (lambda p: p.question)
+    for _ in range(num_heldout):  # held-out items are distinct from each other too
+        problem = _arithmetic_set(rng, 1, difficulty, seen, key)[0]
+        seen.add(key(problem))
         heldout.append(problem)
-    train = _arithmetic_set(rng, num_train, difficulty, seen)
+    train = _arithmetic_set(rng, num_train, difficulty, seen, key)
 
     def row(p: ArithmeticProblem) -> dict:
         return {"problem": p.question, "solution": str(p.answer), "task": "math", "level": p.level}

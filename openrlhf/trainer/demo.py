@@ -1,5 +1,8 @@
 """The embedded default: build a tiny LM, SFT-warm it on a generated task, then GRPO, with held-out accuracy
 before and after. What `openrlhf-train` runs with no --config (configs/demo_text.yaml).
+
+``demo.task: shapes`` (configs/demo_vlm.yaml) runs the same pipeline on the tiny Qwen2.5-VL and the generated
+shapes images, and adds per-task held-out accuracy and the box task's mean IoU before and after GRPO.
 """
 
 from __future__ import annotations
@@ -14,29 +17,20 @@ from openrlhf.config import Config
 def run_demo(cfg: Config) -> dict[str, Any]:
     import ray
 
-    from openrlhf.data.synthetic import write_arithmetic_task
-    from openrlhf.models.tiny import build_tiny_lm
+    from openrlhf.models.tiny import build_tiny
     from openrlhf.trainer.driver import RLTrainer
     from openrlhf.trainer.metrics import write_summary
     from openrlhf.trainer.ray_setup import init_ray
     from openrlhf.trainer.sft import run_sft
 
-    if cfg.demo.task != "arithmetic":
-        raise ValueError(f"demo.task={cfg.demo.task!r}: this demo runs the text task 'arithmetic'")
     t0 = time.perf_counter()
     work = Path(cfg.demo.work_dir)
-    model_dir = work / "tiny_lm"
+    kind = "vlm" if cfg.demo.task == "shapes" else "lm"
+    model_dir = work / f"tiny_{kind}"
     if not (model_dir / "config.json").is_file():
-        print(f"[demo] building the tiny LM in {model_dir}")
-        build_tiny_lm(model_dir, seed=cfg.train.seed)
-    data = write_arithmetic_task(
-        work / "data",
-        cfg.demo.num_train,
-        cfg.demo.num_heldout,
-        seed=cfg.train.seed,
-        difficulty=cfg.demo.difficulty,
-        full_reasoning_prob=cfg.demo.full_reasoning_prob,
-    )
+        print(f"[demo] building the tiny {kind.upper()} in {model_dir}")
+        build_tiny(kind, model_dir, seed=cfg.train.seed)
+    data = write_demo_task(cfg, work / "data")
     started = init_ray(num_cpus=8)
     try:
         sft_cfg = cfg.model_copy(deep=True)
@@ -57,9 +51,47 @@ def run_demo(cfg: Config) -> dict[str, Any]:
         if started:
             ray.shutdown()
     summary.update(sft_summary)
+    if cfg.demo.task == "shapes":
+        summary.update(per_task_heldout(rl_cfg, {"before": sft_summary["sft_model"], "after": summary["final_model"]}))
     summary["demo_seconds"] = time.perf_counter() - t0
     before, after = summary.get("heldout_accuracy_before"), summary.get("heldout_accuracy_after")
     if before is not None and after is not None:
         summary["heldout_accuracy_gain"] = after - before
     write_summary(cfg.train.output_dir, summary)
     return summary
+
+
+def write_demo_task(cfg: Config, out_dir: Path) -> dict[str, Path]:
+    """The generated task of ``demo.task``: arithmetic (text) or shapes (tiny images: counting, colour,
+    choice and box questions)."""
+    from openrlhf.data.synthetic import write_arithmetic_task, write_shapes_task
+
+    if cfg.demo.task == "shapes":
+        return write_shapes_task(out_dir, cfg.demo.num_train, cfg.demo.num_heldout, seed=cfg.train.seed)
+    return write_arithmetic_task(
+        out_dir,
+        cfg.demo.num_train,
+        cfg.demo.num_heldout,
+        seed=cfg.train.seed,
+        difficulty=cfg.demo.difficulty,
+        full_reasoning_prob=cfg.demo.full_reasoning_prob,
+        distinct=cfg.demo.heldout_distinct,
+    )
+
+
+def per_task_heldout(cfg: Config, models: dict[str, str]) -> dict[str, float]:
+    """Held-out accuracy per task and the box task's mean IoU (openrlhf.eval), for each named checkpoint:
+    ``heldout_<task>_accuracy_<name>`` and ``heldout_rec_mean_iou_<name>``."""
+    from openrlhf.eval.checkpoint import evaluate_checkpoint
+
+    out: dict[str, float] = {}
+    for name, path in models.items():
+        eval_cfg = cfg.model_copy(deep=True)
+        eval_cfg.actor.model_name_or_path = path
+        eval_cfg.train.output_dir = str(Path(cfg.train.output_dir) / f"eval_{name}")
+        report = evaluate_checkpoint(eval_cfg, box="first")
+        for task, entry in report["tasks"].items():
+            out[f"heldout_{task}_accuracy_{name}"] = entry["accuracy"]
+            if "mean_iou" in entry:
+                out[f"heldout_rec_mean_iou_{name}"] = entry["mean_iou"]
+    return out

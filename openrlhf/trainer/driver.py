@@ -383,6 +383,10 @@ class RLTrainer:
         started_ray = init_ray(num_cpus=self.required_cpus())
         summary: dict[str, Any] = {}
         with ExitStack() as stack:
+            if started_ray:
+                import ray
+
+                stack.callback(ray.shutdown)  # registered first, so it runs after the workers are gone
             self.reward_source = stack.enter_context(open_reward_source(cfg.reward, self.output_dir))
             t_setup = time.perf_counter()
             # Workers, engines and placement groups go away also when the run fails or stops early,
@@ -441,11 +445,7 @@ class RLTrainer:
                     "mean_step_seconds": _mean(h.get("timing/step", float("nan")) for h in self.history),
                 }
             )
-        if started_ray:
-            import ray
-
-            ray.shutdown()
-        if (self.output_dir / "metrics.jsonl").exists():
+        if self.history:
             plot_learning_curves(self.output_dir / "metrics.jsonl", self.output_dir / "learning_curves.png")
         write_summary(self.output_dir, summary)
         return summary

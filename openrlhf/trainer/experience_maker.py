@@ -55,6 +55,14 @@ class PromptEncoder:
         self.processor = load_processor(path, min_pixels=cfg.data.min_pixels, max_pixels=cfg.data.max_pixels)
 
     @property
+    def vision_placeholder_ids(self) -> set[int]:
+        """Token ids that stand for image/video patches (VLMs only): a response must not contain them."""
+        if self.processor is None:
+            return set()
+        ids = {self.tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>")}
+        return {i for i in ids if isinstance(i, int) and i != self.tokenizer.unk_token_id}
+
+    @property
     def template_owner(self):
         return self.processor if self.processor is not None else self.tokenizer
 
@@ -74,11 +82,24 @@ class PromptEncoder:
             where=sample.where,
         )
         ids = encoded["input_ids"][0].tolist()
-        return EncodedPrompt(sample, GenerationRequest(text, ids, images), take_multimodal(encoded))
+        multimodal = take_multimodal(encoded)
+        if multimodal is not None and "image_size" in sample.label_fields and "input_size" not in sample.label_fields:
+            sample = _with_input_size(sample, multimodal["image_grid_thw"][0], self.processor)
+        return EncodedPrompt(sample, GenerationRequest(text, ids, images), multimodal)
 
     def decode_response(self, output: GenerationOutput) -> str:
         """The response as OpenRLHF's remote-RM client sends it: decoded with special tokens kept."""
         return self.tokenizer.decode(output.output_token_ids, skip_special_tokens=False)
+
+
+def _with_input_size(sample: Sample, grid_thw: torch.Tensor, processor) -> Sample:
+    """A copy of a box-task sample whose label also carries ``input_size`` = [w, h] of the resized image the
+    model sees (grid_w * patch_size, grid_h * patch_size), so the reward rescales boxes to ``image_size``."""
+    import dataclasses
+
+    patch = int(processor.image_processor.patch_size)
+    input_size = [int(grid_thw[2]) * patch, int(grid_thw[1]) * patch]
+    return dataclasses.replace(sample, label_fields={**sample.label_fields, "input_size": input_size})
 
 
 def _open_rgb(path: str, where: str):
@@ -124,6 +145,7 @@ def generate(engines: list, prompts: list[EncodedPrompt], params: SamplingParams
 
 def score(reward_source, encoder: PromptEncoder, rollout: Rollout) -> None:
     """Ask the reward source for every response; fill rewards, scores, components and logs."""
+    cut_at_vision_placeholders(rollout.outputs, encoder.vision_placeholder_ids)
     queries, prompt_texts, labels = [], [], []
     for row, output in enumerate(rollout.outputs):
         prompt = rollout.prompt_of(row)
@@ -136,6 +158,28 @@ def score(reward_source, encoder: PromptEncoder, rollout: Rollout) -> None:
     rollout.scores = torch.tensor(result.scores, dtype=torch.float32)
     rollout.components = result.components
     rollout.extra_logs = result.extra_logs
+
+
+def cut_at_vision_placeholders(outputs: list[GenerationOutput], placeholder_ids: set[int]) -> int:
+    """End each response before its first image/video placeholder token; returns how many were cut.
+
+    A sampled ``<|image_pad|>`` (or ``<|video_pad|>``) in a response would be taken for an image slot by every
+    later forward (Qwen2.5-VL scatters image features into those positions and builds M-RoPE ids from
+    them) and fail with "Image features and image tokens do not match". The response then ends there, as
+    if at eos: it is scored and trained on up to that token.
+    """
+    if not placeholder_ids:
+        return 0
+    cut = 0
+    for output in outputs:
+        for k, token in enumerate(output.output_token_ids):
+            if token in placeholder_ids:
+                output.output_token_ids = list(output.output_token_ids[:k])
+                output.logprobs = list(output.logprobs[:k])
+                output.finish_reason = "stop"
+                cut += 1
+                break
+    return cut
 
 
 def build_experience(rollout: Rollout, pad_token_id: int) -> Experience:

@@ -188,3 +188,16 @@ def test_shapes_files_load_as_vlm_r1_with_image_size(tmp_path):
     assert [s.label for s in sft] == [s.label for s in train]
     assert all(s.response.endswith(f"<answer>{s.label}</answer>") for s in sft)
     assert [s.images for s in sft] == [s.images for s in result.samples[:12]]
+
+
+def test_arithmetic_heldout_distinct_by_question_allows_shared_expressions(tmp_path):
+    import json
+
+    from openrlhf.data.synthetic import write_arithmetic_task
+
+    paths = write_arithmetic_task(tmp_path, 400, 60, seed=1, difficulty=1, distinct="question")
+    train = json.loads(paths["train"].read_text())
+    heldout = json.loads(paths["heldout"].read_text())
+    assert not {r["problem"] for r in train} & {r["problem"] for r in heldout}
+    with pytest.raises(ValueError, match="distinct"):
+        write_arithmetic_task(tmp_path / "x", 10, 2, distinct="operands")

@@ -92,7 +92,7 @@ def test_zero3_reinforce_pp_colocated_all_and_weight_sync_reaches_the_engine(ray
     assert trainer.engine_greedy != initial, "training steps did not change what the rollout engine generates"
 
 
-def test_stable_reinforce_with_colocated_actor_and_reference(ray_cluster, task, tmp_path):
+def test_stable_reinforce_colocated_actor_ref_with_broadcast_weight_sync(ray_cluster, task, tmp_path):
     out = tmp_path / "run"
     run_training(
         small_run_args(
@@ -105,6 +105,8 @@ def test_stable_reinforce_with_colocated_actor_and_reference(ray_cluster, task, 
             "0.01",
             "--train.colocate_actor_ref",
             "true",
+            "--rollout.weight_sync",
+            "broadcast",
         )
     )
     rows = read_metrics(out)

@@ -1,0 +1,121 @@
+"""Evaluate a checkpoint over a dataset: greedy answers from a rollout engine in this process, then scores.
+
+The checkpoint is ``actor.model_name_or_path``, the dataset ``data.eval_paths`` (any format the loader
+reads; each row's task picks its metric, see :mod:`openrlhf.eval.metrics`). Prompts are built exactly as in
+training (:class:`openrlhf.trainer.experience_maker.PromptEncoder`: chat template, ``data.system_prompt``,
+``data.task_suffix``, min/max pixels), so a box label carries ``image_size`` and ``input_size``. Generation
+uses ``rollout.backend`` (vLLM when CUDA and vLLM are there, else the HF engine), greedy, up to
+``rollout.max_new_tokens`` tokens.
+
+Writes ``<train.output_dir>/eval_report.json`` (summary) and ``eval_outputs.json`` (every answer, in
+VLM-R1's log format, so ``openrlhf-eval --from-outputs`` re-scores it).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from openrlhf.config import Config
+from openrlhf.eval.metrics import EVAL_TASKS, IOU_THRESHOLD, EvalRow, score_row, summarize_rows
+
+
+def make_engine(cfg: Config):
+    """An in-process rollout engine for ``actor.model_name_or_path`` (no Ray)."""
+    from openrlhf.rollout.factory import max_model_len, resolve_backend
+
+    path = cfg.actor.model_name_or_path
+    if resolve_backend(cfg) == "vllm":
+        from openrlhf.rollout.vllm_engine import VLLMRolloutEngine
+
+        return VLLMRolloutEngine(
+            path,
+            tensor_parallel_size=cfg.vllm.tensor_parallel_size,
+            gpu_memory_utilization=cfg.vllm.gpu_memory_utilization,
+            enforce_eager=cfg.vllm.enforce_eager,
+            max_model_len=max_model_len(cfg),
+            dtype="bfloat16" if cfg.actor.dtype == "auto" else cfg.actor.dtype,
+            seed=cfg.train.seed,
+            min_pixels=cfg.data.min_pixels,
+            max_pixels=cfg.data.max_pixels,
+            trust_remote_code=cfg.actor.trust_remote_code,
+        )
+    from openrlhf.rollout.hf_engine import HFRolloutEngine
+
+    return HFRolloutEngine(
+        path,
+        dtype=cfg.actor.dtype,
+        generate_batch_size=cfg.rollout.generate_batch_size,
+        min_pixels=cfg.data.min_pixels,
+        max_pixels=cfg.data.max_pixels,
+        num_threads=cfg.train.num_threads_per_worker,
+        seed=cfg.train.seed,
+        trust_remote_code=cfg.actor.trust_remote_code,
+    )
+
+
+def _question(sample) -> str:
+    for message in reversed(sample.messages):
+        if message["role"] == "user":
+            content = message["content"]
+            if isinstance(content, str):
+                return content
+            return " ".join(p.get("text", "") for p in content if p.get("type") == "text")
+    return ""
+
+
+def evaluate_checkpoint(cfg: Config, *, box: str = "last", iou_threshold: float = IOU_THRESHOLD) -> dict[str, Any]:
+    """Generate greedy answers for ``data.eval_paths`` with ``actor.model_name_or_path``; score and write them."""
+    from openrlhf.data import load_samples
+    from openrlhf.trainer.experience_maker import PromptEncoder, sampling_params
+
+    if not cfg.actor.model_name_or_path:
+        raise ValueError("actor.model_name_or_path is empty: give the checkpoint folder to evaluate")
+    if not Path(cfg.actor.model_name_or_path).exists():
+        raise FileNotFoundError(f"actor.model_name_or_path: {cfg.actor.model_name_or_path}: no such folder")
+    if not cfg.data.eval_paths:
+        raise ValueError("data.eval_paths is empty: give the dataset files to evaluate on")
+    t0 = time.perf_counter()
+    samples = load_samples(cfg.data.eval_paths, cfg.data, seed=cfg.train.seed).samples
+    for sample in samples:
+        if sample.task not in EVAL_TASKS:
+            raise ValueError(
+                f"{sample.where}: task {sample.task!r} has no evaluation metric (supported: {', '.join(EVAL_TASKS)})"
+            )
+    encoder = PromptEncoder(cfg)
+    prompts = [encoder.encode(s) for s in samples]
+    engine = make_engine(cfg)
+    outputs = engine.generate([p.request for p in prompts], sampling_params(cfg, cfg.train.seed, greedy=True))
+    gen_seconds = time.perf_counter() - t0
+    rows = []
+    for prompt, outs in zip(prompts, outputs, strict=True):
+        sample = prompt.sample
+        row = EvalRow(
+            task=sample.task,
+            question=_question(sample),
+            ground_truth=sample.label,
+            model_output=outs[0].text,
+            where=sample.where,
+            image_size=sample.label_fields.get("image_size"),
+            input_size=sample.label_fields.get("input_size"),
+        )
+        score_row(row, box=box, iou_threshold=iou_threshold)
+        rows.append(row)
+    report: dict[str, Any] = {
+        "checkpoint": cfg.actor.model_name_or_path,
+        "datasets": list(cfg.data.eval_paths),
+        "box": box,
+        "iou_threshold": iou_threshold,
+        **summarize_rows(rows),
+        "seconds": time.perf_counter() - t0,
+        "generation_seconds": gen_seconds,
+    }
+    out = Path(cfg.train.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = [{**r.as_json(), "correct": r.scores["correct"]} for r in rows]
+    (out / "eval_outputs.json").write_text(json.dumps({"accuracy": report["accuracy"], "results": results}, indent=1))
+    (out / "eval_report.json").write_text(json.dumps(report, indent=2))
+    report["report_path"] = str(out / "eval_report.json")
+    return report
