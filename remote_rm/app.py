@@ -1,0 +1,152 @@
+"""The FastAPI app: POST /get_reward, GET /health, GET /metrics.
+
+The body of /get_reward is read with a size cap (413 past ``limits.max_body_bytes``, checked on the
+Content-Length header and again while streaming) and validated by :mod:`remote_rm.protocol`; every
+4xx answers ``{"detail": message, "field": name}``. An optional bearer token protects /get_reward and
+/metrics (compared in constant time; 401 without it); /health stays open for probes.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from remote_rm import __version__
+from remote_rm.metrics import CONTENT_TYPE, ServiceMetrics
+from remote_rm.protocol import ProtocolError, parse_json, parse_request
+from remote_rm.scoring import Scorer
+from remote_rm.settings import ServiceConfig
+
+log = logging.getLogger("remote_rm.app")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise ProtocolError(400, None, f"bad Content-Length header {declared[:40]!r}") from None
+        if size > limit:
+            raise ProtocolError(413, None, f"body of {size} bytes is over the limit of {limit} bytes")
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise ProtocolError(413, None, f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(exc: ProtocolError) -> JSONResponse:
+    return JSONResponse(exc.as_dict(), status_code=exc.status)
+
+
+def create_app(config: ServiceConfig, token: str | None = None) -> FastAPI:
+    """The reward service for ``config``; ``token`` (if any) is required as ``Authorization: Bearer``."""
+    metrics = ServiceMetrics()
+    scorer = Scorer(config, metrics)
+    expected = f"Bearer {token}".encode() if token else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        started = time.monotonic()
+        await scorer.start()
+        log.info(
+            "remote_rm %s ready in %.1f s: %d scoring workers, WordNet %s",
+            __version__,
+            time.monotonic() - started,
+            scorer.scoring_pool.size,
+            scorer.wordnet_status().get("version") or "unavailable",
+        )
+        try:
+            yield
+        finally:
+            await scorer.close()
+
+    app = FastAPI(title="remote_rm", version=__version__, lifespan=lifespan)
+    app.state.scorer = scorer
+    app.state.metrics = metrics
+
+    def authorized(request: Request) -> bool:
+        if expected is None:
+            return True
+        given = request.headers.get("authorization", "").encode()
+        return hmac.compare_digest(given, expected)
+
+    def unauthorized() -> JSONResponse:
+        return JSONResponse(
+            {"detail": "missing or wrong bearer token", "field": "Authorization"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+    @app.post("/get_reward")
+    async def get_reward(request: Request) -> Response:
+        started = time.perf_counter()
+        metrics.in_flight.inc()
+        code = 200
+        try:
+            if not authorized(request):
+                code = 401
+                return unauthorized()
+            try:
+                body = await _read_body(request, config.limits.max_body_bytes)
+                payload = parse_json(body)
+                reward_request = parse_request(payload, config.known_tasks(), config.limits.max_samples)
+            except ProtocolError as exc:
+                code = exc.status
+                return _error(exc)
+            result = await scorer.score(reward_request)
+            return JSONResponse(result)
+        except Exception:
+            code = 500
+            log.exception("scoring failed")
+            return JSONResponse({"detail": "internal error while scoring (see the server log)", "field": None}, 500)
+        finally:
+            metrics.in_flight.dec()
+            metrics.requests.labels(str(code)).inc()
+            metrics.latency.observe(time.perf_counter() - started)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        wordnet = scorer.wordnet_status()
+        return {
+            "status": "ok",
+            "version": __version__,
+            "workers": {"scoring": scorer.scoring_pool.size, "math": scorer.math_pool.size if scorer.math_pool else 0},
+            "metrics": {
+                "meteor": {
+                    "available": True,
+                    "wordnet": bool(wordnet.get("available")),
+                    "wordnet_version": wordnet.get("version"),
+                    "matching": "exact+stem+synonym" if wordnet.get("available") else "exact+stem (no WordNet)",
+                    "detail": wordnet.get("reason"),
+                },
+                "bleu": {"available": True},
+                "rouge": {"available": True},
+                "math_verify": {"available": scorer.math_pool is not None},
+                "ovd_map": {"available": True, "library": "pycocotools"},
+                "judge": {
+                    "configured": scorer.judge is not None,
+                    "base_url": config.judge.base_url if scorer.judge else None,
+                },
+            },
+            "recipes": sorted(config.recipes),
+            "default_recipe": config.default_recipe,
+            "tasks": dict(config.tasks),
+        }
+
+    @app.get("/metrics")
+    async def prometheus(request: Request) -> Response:
+        if not authorized(request):
+            return unauthorized()
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    return app

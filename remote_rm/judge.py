@@ -1,0 +1,127 @@
+"""The LLM judge for R1-Reward's consistency reward, over the OpenAI chat completions API.
+
+The judge reads the end of the reasoning and the final answer and says 1 (they agree) or 0 (they
+do not). Calls have a timeout, bounded retries with exponential backoff, and a concurrency limit;
+when every try fails (network, HTTP error, timeout, or no 0/1 in the reply) the sample gets the
+configured fallback and the failure is counted: the request itself still succeeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+from dataclasses import dataclass
+
+from remote_rm.rewards.accuracy import preferred_response
+from remote_rm.rewards.extract import tagged
+from remote_rm.settings import JudgeSettings
+
+log = logging.getLogger("remote_rm.judge")
+
+PROMPT = """You are a strict judge with one task: decide whether a model's reasoning supports its final answer.
+
+Output 1 if the conclusion of the reasoning and the final answer mean the same thing.
+Output 0 if they do not: the reasoning ends without a clear choice, picks the opposite, or approves both.
+Answer with the single digit 1 or 0.
+
+### End of the model's reasoning
+{reasoning}
+
+### The model's final answer
+{answer}
+
+Output:"""
+
+_VERDICT = re.compile(r"(?<!\d)([01])(?!\d)")
+
+
+def build_prompt(response: str, reasoning_lines: int = 3, answer_tag: str = "answer", max_chars: int = 4000) -> str:
+    """The judge's prompt: the last ``reasoning_lines`` non-empty lines before ``<answer>``, and the answer
+    (for a preference answer "1"/"2", spelled out as "Response N is better")."""
+    head, sep, _ = response.partition(f"<{answer_tag}>")
+    reasoning_text = head if sep else response
+    lines = [line.strip() for line in reasoning_text.replace("</think>", "\n").splitlines() if line.strip()]
+    reasoning = "; ".join(lines[-reasoning_lines:])[-max_chars:]
+    answer = (tagged(response, answer_tag) or "").strip()
+    choice = preferred_response(answer) if len(answer) <= 20 else None
+    if choice is not None:
+        answer = f"Response {choice} is better"
+    return PROMPT.format(reasoning=reasoning or "(empty)", answer=answer[:max_chars] or "(no answer)")
+
+
+def parse_verdict(text: str | None) -> bool | None:
+    """True for "1", False for "0" (the first stand-alone 0/1 in the reply), None when there is none."""
+    if not text:
+        return None
+    match = _VERDICT.search(text[:2000])
+    return None if match is None else match.group(1) == "1"
+
+
+@dataclass
+class JudgeResult:
+    value: float
+    ok: bool
+    calls: int
+    error: str | None = None
+
+
+class JudgeClient:
+    """Asks the judge; ``consistency(response)`` never raises (see the module docstring)."""
+
+    def __init__(self, settings: JudgeSettings) -> None:
+        from openai import AsyncOpenAI
+
+        self.settings = settings
+        api_key = os.environ.get(settings.api_key_env, "") or "EMPTY"
+        self.client = AsyncOpenAI(
+            base_url=settings.base_url, api_key=api_key, timeout=settings.timeout_s, max_retries=0
+        )
+        self._model = settings.model or None
+        self._slots = asyncio.Semaphore(settings.concurrency)
+
+    async def _model_name(self) -> str:
+        if self._model is None:
+            page = await asyncio.wait_for(self.client.models.list(), self.settings.timeout_s)
+            if not page.data:
+                raise RuntimeError(f"{self.settings.base_url}/models lists no model; set judge.model")
+            self._model = page.data[0].id
+        return self._model
+
+    async def _ask(self, prompt: str) -> bool | None:
+        async with self._slots:
+            model = await self._model_name()
+            reply = await asyncio.wait_for(
+                self.client.chat.completions.create(
+                    model=model,
+                    messages=[{"role": "user", "content": prompt}],
+                    max_tokens=self.settings.max_tokens,
+                    temperature=self.settings.temperature,
+                ),
+                self.settings.timeout_s,
+            )
+        if not reply.choices:
+            return None
+        return parse_verdict(reply.choices[0].message.content)
+
+    async def consistency(self, response: str, reasoning_lines: int = 3) -> JudgeResult:
+        """+consistent / inconsistent value from the judge, or the fallback after ``max_retries`` retries."""
+        s = self.settings
+        prompt = build_prompt(response, reasoning_lines)
+        error = None
+        for attempt in range(s.max_retries + 1):
+            try:
+                verdict = await self._ask(prompt)
+                if verdict is not None:
+                    return JudgeResult(s.consistent if verdict else s.inconsistent, True, attempt + 1)
+                error = "the judge's reply has no 0 or 1"
+            except Exception as exc:  # noqa: BLE001 - every failure counts and falls back
+                error = f"{type(exc).__name__}: {str(exc)[:200]}"
+            if attempt < s.max_retries:
+                await asyncio.sleep(s.backoff_s * 2**attempt)
+        log.warning("judge %s failed after %d tries: %s", s.base_url, s.max_retries + 1, error)
+        return JudgeResult(s.fallback, False, s.max_retries + 1, error)
+
+    async def close(self) -> None:
+        await self.client.close()

@@ -1,0 +1,318 @@
+"""The scorer: one request's samples -> recipe components -> rewards, scores, components, extra_logs.
+
+Per request:
+
+1. each query's response is cut out (:mod:`remote_rm.response`) and capped at
+   ``limits.max_response_chars``; each label picks its recipe (plain string: ``default_recipe``;
+   object: ``tasks[label.task]``);
+2. cheap components run inline; CPU-heavy ones go to the scoring pool in chunks; math-verify goes to
+   the math pool, one call per distinct (answer, solution) pair; these run concurrently;
+3. derived components (cosine length) and the LLM judge (only where it can change the reward) follow;
+4. each recipe combines its components (weighted sum, or R1-Reward's formula).
+
+Nothing about a sample's content can make a request fail: a component that raises, a verifier that
+crashes or hangs, a judge that is down all score their fallback (0, or the judge's fallback) and are
+counted in ``extra_logs`` and ``/metrics``. The scorer keeps no per-request state outside ``score``,
+so concurrent requests cannot see each other's samples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from remote_rm import rewards, worker
+from remote_rm.judge import JudgeClient
+from remote_rm.metrics import ServiceMetrics
+from remote_rm.pool import PoolCrashed, PoolTimeout, WorkerPool
+from remote_rm.protocol import Label, RewardRequest
+from remote_rm.response import extract_response, make_rule
+from remote_rm.rewards.length import cosine_length
+from remote_rm.rewards.math_accuracy import gold_answer, math_answer
+from remote_rm.settings import ComponentSpec, RecipeSpec, ServiceConfig
+from remote_rm.text import truncate
+
+log = logging.getLogger("remote_rm.scoring")
+
+
+@dataclass
+class _Sample:
+    response: str
+    length: int
+    label: Label
+    recipe: str
+
+
+class _Tally:
+    """Per-request counts that end up in extra_logs."""
+
+    def __init__(self) -> None:
+        self.counts = {
+            "judge_calls": 0,
+            "judge_failures": 0,
+            "math_timeouts": 0,
+            "math_errors": 0,
+            "component_errors": 0,
+            "truncated_responses": 0,
+        }
+
+    def add(self, key: str, n: int = 1) -> None:
+        self.counts[key] += n
+
+
+def combine(recipe: RecipeSpec, values: dict[str, float]) -> float:
+    """A recipe's reward from its component values.
+
+    weighted_sum: reward = sum_i w_i * c_i.
+    r1_reward (R1-Reward): reward = format_weight * format + accuracy * (1 + consistency_weight * consistency).
+    """
+    if recipe.combine == "r1_reward":
+        return recipe.format_weight * values["format"] + values["accuracy"] * (
+            1.0 + recipe.consistency_weight * values["consistency"]
+        )
+    return sum(spec.weight * values[spec.key] for spec in recipe.components)
+
+
+class Scorer:
+    """Owns the worker pools and the judge client; ``await start()`` once, then ``await score(req)``."""
+
+    def __init__(self, config: ServiceConfig, metrics: ServiceMetrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or ServiceMetrics()
+        self.rule = make_rule(
+            config.response.template, config.response.headers, config.response.end_markers, config.response.strip_prompt
+        )
+        self.recipes: dict[str, list[tuple[ComponentSpec, rewards.Component]]] = {
+            name: [(spec, rewards.resolve(spec.fn, spec.where)) for spec in recipe.components]
+            for name, recipe in config.recipes.items()
+        }
+        uses_meteor = any(comp.name in ("meteor", "similarity") for comps in self.recipes.values() for _, comp in comps)
+        wn = config.wordnet
+        self.load_wordnet = wn.enabled and uses_meteor
+        self.scoring_pool = WorkerPool(
+            "scoring",
+            config.worker_count(),
+            worker.init_scoring_worker,
+            (wn.enabled, self.load_wordnet, tuple(wn.source_dirs), wn.cache_dir or None),
+            max_in_flight=4 * config.worker_count(),  # a queue deep enough to hide the dispatch latency
+        )
+        self.math_pool = (
+            WorkerPool(
+                "math", config.pool.math_workers, worker.init_math_worker, (), max_in_flight=config.pool.math_workers
+            )
+            if config.uses("math_accuracy")
+            else None
+        )
+        self.judge: JudgeClient | None = None
+        self.math_fn = worker.verify_math  # tests swap in a function that crashes or hangs
+        self.worker_status: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start and warm every worker (WordNet loaded, math-verify imported) before serving."""
+        tasks = [self.scoring_pool.warm_up(worker.worker_status)]
+        if self.math_pool is not None:
+            tasks.append(self.math_pool.warm_up(worker.worker_status))
+        results = await asyncio.gather(*tasks)
+        self.worker_status = results[0]
+        if self.config.uses("judge_consistency"):
+            self.judge = JudgeClient(self.config.judge)
+
+    async def close(self) -> None:
+        self.scoring_pool.close()
+        if self.math_pool is not None:
+            self.math_pool.close()
+        if self.judge is not None:
+            await self.judge.close()
+
+    def wordnet_status(self) -> dict[str, Any]:
+        if not self.load_wordnet:
+            reason = "disabled in the config" if not self.config.wordnet.enabled else "no recipe uses METEOR"
+            return {"available": False, "reason": reason}
+        statuses = [s["wordnet"] for s in self.worker_status]
+        return statuses[0] if statuses else {"available": False, "reason": "workers not started"}
+
+    # ------------------------------------------------------------------ scoring
+
+    def _prepare(self, request: RewardRequest, tally: _Tally) -> list[_Sample]:
+        limit = self.config.limits.max_response_chars
+        samples = []
+        for query, prompt, label in zip(request.queries, request.prompts, request.labels, strict=True):
+            response = extract_response(query, prompt, self.rule)
+            if len(response) > limit:
+                tally.add("truncated_responses")
+            samples.append(_Sample(truncate(response, limit), len(response), label, self.config.recipe_for(label.task)))
+        return samples
+
+    def _run_inline(self, samples: list[_Sample], values: dict[str, list[float | None]], tally: _Tally) -> None:
+        for i, sample in enumerate(samples):
+            for spec, comp in self.recipes[sample.recipe]:
+                if comp.kind != "plain" or comp.where != "inline":
+                    continue
+                try:
+                    value = float(comp.func(sample.response, sample.label, **spec.params))
+                    if not math.isfinite(value):
+                        raise ValueError(f"returned {value}")
+                except Exception as exc:  # noqa: BLE001 - a failing reward scores 0 and is counted
+                    log.warning("component %s failed: %s", spec.fn, exc)
+                    self.metrics.component_errors.labels(spec.fn).inc()
+                    tally.add("component_errors")
+                    value = 0.0
+                values[spec.key][i] = value
+
+    async def _run_pool(self, samples: list[_Sample], values: dict[str, list[float | None]], tally: _Tally) -> None:
+        jobs = []
+        for i, sample in enumerate(samples):
+            for spec, comp in self.recipes[sample.recipe]:
+                if comp.kind == "plain" and comp.where == "pool":
+                    jobs.append((i, spec, (spec.fn, spec.where, sample.response, sample.label, spec.params)))
+        if not jobs:
+            return
+        size = max(1, min(self.config.pool.chunk_size, math.ceil(len(jobs) / self.scoring_pool.size)))
+        chunks = [jobs[k : k + size] for k in range(0, len(jobs), size)]
+
+        async def run_chunk(chunk: list) -> None:
+            try:
+                results = await self.scoring_pool.run(
+                    worker.score_items, [item for _, _, item in chunk], timeout=self.config.pool.task_timeout_s
+                )
+            except (PoolTimeout, PoolCrashed) as exc:
+                log.warning("scoring chunk of %d failed: %s", len(chunk), exc)
+                results = [(0.0, str(exc))] * len(chunk)
+            for (i, spec, _), (value, error) in zip(chunk, results, strict=True):
+                if error is not None:
+                    self.metrics.component_errors.labels(spec.fn).inc()
+                    tally.add("component_errors")
+                values[spec.key][i] = value
+
+        await asyncio.gather(*(run_chunk(c) for c in chunks))
+        self.metrics.pool_restarts.labels("scoring").set(self.scoring_pool.restarts)
+
+    async def _run_math(self, samples: list[_Sample], values: dict[str, list[float | None]], tally: _Tally) -> None:
+        pending: dict[tuple[str, str, float], list[tuple[int, str]]] = {}
+        for i, sample in enumerate(samples):
+            for spec, comp in self.recipes[sample.recipe]:
+                if comp.kind != "math":
+                    continue
+                params = spec.params
+                answer = math_answer(
+                    sample.response, params.get("answer_tag", "answer"), params.get("boxed_fallback", True)
+                )
+                if answer is None or not answer.strip():
+                    values[spec.key][i] = 0.0
+                    continue
+                key = (
+                    answer[:4000],
+                    gold_answer(sample.label.solution)[:4000],
+                    float(params.get("timeout_s", self.config.pool.math_timeout_s)),
+                )
+                pending.setdefault(key, []).append((i, spec.key))
+        if not pending or self.math_pool is None:
+            return
+
+        async def verify(key: tuple[str, str, float]) -> None:
+            answer, gold, timeout_s = key
+            try:
+                value, error = await self.math_pool.run(
+                    self.math_fn, answer, gold, timeout_s, timeout=2 * timeout_s + 2
+                )
+                if error is not None:
+                    self.metrics.math_errors.inc()
+                    tally.add("math_errors")
+            except PoolTimeout:
+                value = 0.0
+                self.metrics.math_timeouts.inc()
+                tally.add("math_timeouts")
+            except PoolCrashed:
+                value = 0.0
+                self.metrics.math_errors.inc()
+                tally.add("math_errors")
+            for i, name in pending[key]:
+                values[name][i] = float(value)
+
+        await asyncio.gather(*(verify(k) for k in pending))
+        self.metrics.pool_restarts.labels("math").set(self.math_pool.restarts)
+
+    def _run_derived(self, samples: list[_Sample], values: dict[str, list[float | None]]) -> None:
+        for i, sample in enumerate(samples):
+            for spec, comp in self.recipes[sample.recipe]:
+                if comp.kind != "derived":
+                    continue
+                params = dict(spec.params)
+                source = params.pop("correct_from", "accuracy")
+                threshold = params.pop("threshold", 0.5)
+                correct = (values[source][i] or 0.0) >= threshold
+                values[spec.key][i] = cosine_length(sample.length, correct, **params)
+
+    async def _run_judge(self, samples: list[_Sample], values: dict[str, list[float | None]], tally: _Tally) -> None:
+        asks = []
+        for i, sample in enumerate(samples):
+            for spec, comp in self.recipes[sample.recipe]:
+                if comp.kind != "judge":
+                    continue
+                accuracy = values.get("accuracy", [None] * len(samples))[i]
+                if self.judge is None or (
+                    self.config.judge.only_when_correct and accuracy is not None and accuracy == 0
+                ):
+                    values[spec.key][i] = 0.0  # cannot change the reward: accuracy * (1 + w * c) = 0
+                    continue
+                asks.append((i, spec))
+        if not asks:
+            return
+        assert self.judge is not None
+        results = await asyncio.gather(
+            *(self.judge.consistency(samples[i].response, spec.params.get("reasoning_lines", 3)) for i, spec in asks)
+        )
+        for (i, spec), result in zip(asks, results, strict=True):
+            values[spec.key][i] = result.value
+            tally.add("judge_calls", result.calls)
+            self.metrics.judge_calls.inc(result.calls)
+            if not result.ok:
+                tally.add("judge_failures")
+                self.metrics.judge_failures.inc()
+
+    async def score(self, request: RewardRequest) -> dict[str, Any]:
+        """Score a validated request; the answer body of /get_reward."""
+        tally = _Tally()
+        samples = self._prepare(request, tally)
+        n = len(samples)
+        keys = list(dict.fromkeys(spec.key for s in samples for spec, _ in self.recipes[s.recipe]))
+        values: dict[str, list[float | None]] = {k: [None] * n for k in keys}
+        self._run_inline(samples, values, tally)
+        await asyncio.gather(self._run_pool(samples, values, tally), self._run_math(samples, values, tally))
+        self._run_derived(samples, values)
+        await self._run_judge(samples, values, tally)
+
+        rewards_out, scores_out = [], []
+        for i, sample in enumerate(samples):
+            recipe = self.config.recipes[sample.recipe]
+            own = {spec.key: float(values[spec.key][i] or 0.0) for spec in recipe.components}
+            reward = combine(recipe, own)
+            rewards_out.append(reward)
+            scores_out.append(own[recipe.score] if recipe.score else reward)
+        self.metrics.samples.inc(n)
+        return {
+            "rewards": rewards_out,
+            "scores": scores_out,
+            "extra_logs": self._extra_logs(values, rewards_out, tally),
+            "components": values,
+        }
+
+    def _extra_logs(self, values: dict[str, list[float | None]], rewards_out: list[float], tally: _Tally) -> dict:
+        if self.config.extra_logs == "per_sample":
+            logs: dict[str, Any] = {k: [0.0 if v is None else v for v in vs] for k, vs in values.items()}
+            logs["reward"] = list(rewards_out)
+            return logs
+        logs = {}
+        for key, vs in values.items():
+            present = [v for v in vs if v is not None]
+            if present:
+                logs[key] = sum(present) / len(present)
+        if rewards_out:
+            logs["reward"] = sum(rewards_out) / len(rewards_out)
+        logs.update({k: float(v) for k, v in tally.counts.items()})
+        return logs

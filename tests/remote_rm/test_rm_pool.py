@@ -1,0 +1,127 @@
+"""Worker pools: a hung worker is killed at its timeout, a dead one is replaced, and the scorer turns
+both into a 0 score (never free credit) while the rest of the batch is scored normally."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+
+from remote_rm import worker
+from remote_rm.pool import PoolCrashed, PoolTimeout, WorkerPool
+from remote_rm.protocol import Label, RewardRequest
+from remote_rm.scoring import Scorer
+from remote_rm.settings import parse_config
+
+
+def double(x: int) -> int:
+    return 2 * x
+
+
+def sleep_then(x: float) -> float:
+    time.sleep(x)
+    return x
+
+
+def die(code: int = 3) -> None:
+    os._exit(code)
+
+
+def flaky_math(answer: str, gold: str, timeout_s: float):
+    """math-verify, except that "CRASH" kills the worker and "HANG" blocks it."""
+    if "CRASH" in answer:
+        os._exit(3)
+    if "HANG" in answer:
+        time.sleep(120)
+    return worker.verify_math(answer, gold, timeout_s)
+
+
+def test_pool_timeout_kills_and_replaces_the_worker():
+    async def scenario():
+        pool = WorkerPool("t", 1)
+        try:
+            assert await pool.run(double, 21, timeout=60) == 42
+            started = time.monotonic()
+            with pytest.raises(PoolTimeout):
+                await pool.run(sleep_then, 60, timeout=1.0)
+            assert time.monotonic() - started < 30  # the call sleeps 60 s: it was cut off
+            assert pool.restarts == 1
+            assert await pool.run(double, 2, timeout=60) == 4  # the fresh worker serves
+        finally:
+            pool.close()
+
+    asyncio.run(scenario())
+
+
+def test_pool_crash_is_retried_then_reported_and_others_survive():
+    async def scenario():
+        pool = WorkerPool("t", 2)
+        try:
+            results = await asyncio.gather(
+                pool.run(die, timeout=60), pool.run(double, 5, timeout=60), return_exceptions=True
+            )
+            assert isinstance(results[0], PoolCrashed)
+            assert results[1] == 10  # the innocent call was retried on the new workers
+            assert pool.restarts >= 1
+            assert await pool.run(double, 1, timeout=60) == 2
+        finally:
+            pool.close()
+
+    asyncio.run(scenario())
+
+
+CONFIG = """
+default_recipe: math
+recipes:
+  math:
+    score: accuracy
+    components:
+      - {fn: format}
+      - {fn: math_accuracy, name: accuracy}
+pool: {workers: 1, math_workers: 1, math_timeout_s: 1}
+wordnet: {enabled: false}
+"""
+
+
+def test_scorer_scores_verifier_crash_and_hang_as_zero():
+    async def scenario():
+        scorer = Scorer(parse_config(CONFIG))
+        scorer.math_fn = flaky_math
+        await scorer.start()
+        try:
+            answers = ["1/2", "CRASH", "HANG", "0.5", "\\frac{2}{4}"]
+            queries = [f"<think>t</think><answer>{a}</answer>" for a in answers]
+            request = RewardRequest(queries, [""] * len(queries), [Label("0.5")] * len(queries))
+            started = time.monotonic()
+            out = await scorer.score(request)
+            assert time.monotonic() - started < 60  # "HANG" sleeps 120 s: it was cut off
+            assert out["components"]["accuracy"] == [1.0, 0.0, 0.0, 1.0, 1.0]
+            assert out["rewards"] == [2.0, 1.0, 1.0, 2.0, 2.0]
+            assert out["extra_logs"]["math_timeouts"] == 1.0
+            assert out["extra_logs"]["math_errors"] >= 1.0
+            again = await scorer.score(RewardRequest(queries[:1], [""], [Label("0.5")]))
+            assert again["rewards"] == [2.0]  # the pool recovered
+        finally:
+            await scorer.close()
+
+    asyncio.run(scenario())
+
+
+def test_identical_answers_are_verified_once():
+    calls = []
+
+    async def counting(fn, *args, timeout):
+        calls.append(args)
+        return (1.0, None)
+
+    async def scenario():
+        scorer = Scorer(parse_config(CONFIG))
+        scorer.math_pool.run = counting  # count the calls the scorer makes, without processes
+        queries = ["<think>t</think><answer>4</answer>"] * 8 + ["<think>t</think><answer>5</answer>"]
+        out = await scorer.score(RewardRequest(queries, [""] * 9, [Label("4")] * 9))
+        assert out["components"]["accuracy"] == [1.0] * 9
+        assert len(calls) == 2
+
+    asyncio.run(scenario())
