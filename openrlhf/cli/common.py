@@ -38,4 +38,20 @@ def run_with_config(
     except (ValueError, FileNotFoundError) as exc:
         print(f"{command}: error: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        # Failures with their own clear message (reward service, checkpoint files, cluster resources,
+        # the local reward server) print one line; anything else keeps its traceback.
+        if not _is_expected_failure(exc):
+            raise
+        print(f"{command}: error: {exc}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _is_expected_failure(exc: BaseException) -> bool:
+    from openrlhf.trainer.checkpoint_io import CheckpointError
+    from openrlhf.trainer.local_reward_server import RewardServerStartError
+    from openrlhf.trainer.reward_client import RewardError
+    from openrlhf.workers.placement import PlacementError
+
+    return isinstance(exc, (RewardError, CheckpointError, RewardServerStartError, PlacementError))

@@ -14,6 +14,10 @@ from typing import Any
 from openrlhf.config import Config
 
 
+class PlacementError(RuntimeError):
+    """The cluster cannot hold the requested bundles; the message says what was asked and what exists."""
+
+
 @dataclass
 class BundleSpec:
     cpus: float
@@ -41,7 +45,7 @@ def create_placement_group(num_bundles: int, spec: BundleSpec, *, name: str, tim
     ready, _ = ray.wait([pg.ready()], timeout=timeout_s)
     if not ready:
         total = ray.cluster_resources()
-        raise RuntimeError(
+        raise PlacementError(
             f"placement group '{name}': could not reserve {num_bundles} bundles of {spec.as_bundle()} within "
             f"{timeout_s:.0f} s; the cluster has {dict(total)}. Lower the worker counts or train.cpus_per_worker."
         )
