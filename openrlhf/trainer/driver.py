@@ -235,7 +235,8 @@ class RLTrainer:
         for name, values in rollout.components.items():
             metrics[f"reward/{name}"] = _mean(values)
         for name, value in rollout.extra_logs.items():
-            metrics.setdefault(f"reward_log/{name}", float(value))
+            if name not in rollout.components:  # batch means of components are logged above already
+                metrics[f"reward_log/{name}"] = float(value)
         lengths = exp.response_mask.sum(dim=1)
         metrics["response_length/mean"] = float(lengths.mean())
         metrics["response_length/max"] = float(lengths.max())
