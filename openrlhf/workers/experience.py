@@ -12,17 +12,6 @@ from typing import Any
 
 import torch
 
-PER_ROW_TENSORS = (
-    "sequences",
-    "attention_mask",
-    "response_mask",
-    "old_log_probs",
-    "ref_log_probs",
-    "sampler_log_probs",
-    "advantages",
-    "returns",
-)
-
 
 @dataclass
 class Experience:

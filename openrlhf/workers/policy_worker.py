@@ -146,6 +146,7 @@ class PolicyWorker:
                         entropy=entropy,
                         kl_coef=kl_coef,
                         global_token_count=global_tokens,
+                        max_response_len=cfg.rollout.max_new_tokens,  # Dr.GRPO's constant normaliser
                     )
                     loss = loss * loss_scale_for_micro_batch(
                         cfg.algo.loss_agg_mode, mb.batch_size, global_mini_rows, self.world_size
