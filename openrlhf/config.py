@@ -280,12 +280,19 @@ class DemoConfig(Section):
     """The embedded default pipeline: build tiny model, SFT warm start, eval, RL, eval."""
 
     enable: bool = False
-    task: Literal["arithmetic", "shapes"] = "arithmetic"
+    task: Literal["sums", "arithmetic", "shapes"] = Field(
+        "sums", description="sums: chained single-digit sums (text); arithmetic: word problems; shapes: images"
+    )
     work_dir: str = "outputs/demo"
     num_train: int = Field(2000, ge=1)
     num_heldout: int = Field(200, ge=1)
     difficulty: int = Field(1, ge=1, le=4, description="arithmetic difficulty level of the generated task")
-    full_reasoning_prob: float = Field(0.5, ge=0.0, le=1.0, description="share of SFT targets with worked steps")
+    full_reasoning_prob: float = Field(0.4, ge=0.0, le=1.0, description="share of SFT targets with worked steps")
+    min_terms: int = Field(5, ge=2, description="sums: fewest terms in a generated sum")
+    max_terms: int = Field(7, ge=2, description="sums: most terms in a generated sum")
+    fact_share: float = Field(
+        0.4, ge=0.0, lt=1.0, description="sums: share of SFT rows that are one-step facts (running total + digit)"
+    )
     heldout_distinct: Literal["expression", "question"] = Field(
         "question", description="held-out rows never share this with training rows"
     )
@@ -310,6 +317,10 @@ class Config(Section):
     def _check_cross_fields(self) -> Config:
         if self.reward.remote_url and self.reward.reward_func:
             raise ValueError("reward.remote_url and reward.reward_func are exclusive: set one")
+        if self.demo.min_terms > self.demo.max_terms:
+            raise ValueError(
+                f"demo.min_terms ({self.demo.min_terms}) must not exceed demo.max_terms ({self.demo.max_terms})"
+            )
         if self.actor.lora.rank > 0 and self.ds.zero_stage == 3:
             raise ValueError(
                 "actor.lora.rank > 0 needs ds.zero_stage <= 2 (LoRA merging of ZeRO-3 shards is not supported)"

@@ -39,13 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--examples", type=int, default=3, help="label examples shown per file")
 
     synth = commands.add_parser("synth", help="write a synthetic demo task")
-    synth.add_argument("--task", required=True, choices=["arithmetic", "shapes"])
+    synth.add_argument("--task", required=True, choices=["sums", "arithmetic", "shapes"])
     synth.add_argument("--out", required=True, metavar="DIR")
     synth.add_argument("--num-train", type=int, default=2000)
     synth.add_argument("--num-heldout", type=int, default=200)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--difficulty", type=int, default=3, help="arithmetic: 1..4")
-    synth.add_argument("--full-reasoning-prob", type=float, default=0.5, help="arithmetic SFT targets")
+    synth.add_argument(
+        "--full-reasoning-prob", type=float, default=0.4, help="sums/arithmetic: share of worked SFT targets"
+    )
+    synth.add_argument("--min-terms", type=int, default=5, help="sums: fewest terms")
+    synth.add_argument("--max-terms", type=int, default=7, help="sums: most terms")
+    synth.add_argument("--fact-share", type=float, default=0.4, help="sums: share of one-step fact SFT rows")
     synth.add_argument("--image-size", type=int, default=56, help="shapes: image side in pixels")
     return parser
 
@@ -87,10 +92,21 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from openrlhf.data.synthetic import write_arithmetic_task, write_shapes_task
+    from openrlhf.data.synthetic import write_arithmetic_task, write_shapes_task, write_sums_task
 
     try:
-        if args.task == "arithmetic":
+        if args.task == "sums":
+            paths = write_sums_task(
+                args.out,
+                args.num_train,
+                args.num_heldout,
+                args.seed,
+                min_terms=args.min_terms,
+                max_terms=args.max_terms,
+                worked_prob=args.full_reasoning_prob,
+                fact_share=args.fact_share,
+            )
+        elif args.task == "arithmetic":
             paths = write_arithmetic_task(
                 args.out,
                 args.num_train,

@@ -187,6 +187,104 @@ def write_arithmetic_task(
     return paths
 
 
+# --------------------------------------------------------------------------- sums
+
+SUM_TERM_MAX = 9
+
+
+@dataclass(frozen=True)
+class SumProblem:
+    terms: tuple[int, ...]
+
+    @property
+    def answer(self) -> int:
+        return sum(self.terms)
+
+    @property
+    def question(self) -> str:
+        return "What is " + " + ".join(map(str, self.terms)) + "?"
+
+    @property
+    def direct(self) -> str:
+        """``7 + 1 + 5 + 9 = 22``: the whole sum in one go."""
+        return " + ".join(map(str, self.terms)) + f" = {self.answer}"
+
+    @property
+    def worked(self) -> str:
+        """``7 + 1 = 8, 8 + 5 = 13, 13 + 9 = 22``: a running total, one addition at a time."""
+        total, steps = self.terms[0], []
+        for term in self.terms[1:]:
+            steps.append(f"{total} + {term} = {total + term}")
+            total += term
+        return ", ".join(steps)
+
+
+def write_sums_task(
+    out_dir: str | Path,
+    num_train: int,
+    num_heldout: int,
+    seed: int = 0,
+    *,
+    min_terms: int = 5,
+    max_terms: int = 7,
+    worked_prob: float = 0.4,
+    fact_share: float = 0.4,
+) -> dict[str, Path]:
+    """Write train.json, heldout.json (OmniRL JSON lists) and sft.json for chained sums of single digits
+    ("What is 7 + 1 + 5 + 9 + 8?"); returns {"train", "heldout", "sft"}.
+
+    Held-out sums never share their sequence of terms with a training sum. SFT targets answer a sum directly
+    (``<think>7 + 1 + 5 + 9 + 8 = 30</think>``) or, with probability ``worked_prob``, with a running total
+    (``<think>7 + 1 = 8, 8 + 5 = 13, 13 + 9 = 22, 22 + 8 = 30</think>``). ``fact_share`` of the SFT rows are
+    one-step facts ("What is 23 + 8?") covering every running total a sum can reach, the table the worked
+    form relies on. A small model answers long sums poorly in one go but well one step at a time; with the
+    direct form in the majority its greedy answer is direct, so RL has a better behaviour to find in its own
+    samples and held-out accuracy can rise (the embedded demo).
+    """
+    if not 2 <= min_terms <= max_terms:
+        raise ValueError(f"need 2 <= min_terms <= max_terms, got {min_terms}, {max_terms}")
+    if not 0.0 <= worked_prob <= 1.0 or not 0.0 <= fact_share < 1.0:
+        raise ValueError(f"worked_prob must be in [0, 1] and fact_share in [0, 1), got {worked_prob}, {fact_share}")
+    if num_train < 1 or num_heldout < 0:
+        raise ValueError(f"num_train must be >= 1 and num_heldout >= 0, got {num_train}, {num_heldout}")
+    if num_heldout > (SUM_TERM_MAX**min_terms) // 2:
+        raise ValueError(f"num_heldout {num_heldout} is too many distinct sums of {min_terms} terms")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+
+    def draw() -> SumProblem:
+        return SumProblem(tuple(rng.randint(1, SUM_TERM_MAX) for _ in range(rng.randint(min_terms, max_terms))))
+
+    heldout: dict[tuple[int, ...], SumProblem] = {}
+    while len(heldout) < num_heldout:
+        problem = draw()
+        heldout.setdefault(problem.terms, problem)
+    train: list[SumProblem] = []
+    while len(train) < num_train:
+        problem = draw()
+        if problem.terms not in heldout:
+            train.append(problem)
+
+    def row(p: SumProblem) -> dict:
+        return {"problem": p.question, "solution": str(p.answer), "task": "math", "terms": len(p.terms)}
+
+    paths = {"train": out / "train.json", "heldout": out / "heldout.json", "sft": out / "sft.json"}
+    _write_json_list(paths["train"], [row(p) for p in train])
+    _write_json_list(paths["heldout"], [row(p) for p in heldout.values()])
+    sft_rows = []
+    for p in train:
+        reasoning = p.worked if rng.random() < worked_prob else p.direct
+        sft_rows.append({**row(p), "response": sft_target(reasoning, p.answer)})
+    largest_total = SUM_TERM_MAX * (max_terms - 1)
+    for _ in range(round(fact_share * num_train / (1.0 - fact_share))):
+        fact = SumProblem((rng.randint(2, largest_total), rng.randint(1, SUM_TERM_MAX)))
+        sft_rows.append({**row(fact), "response": sft_target(fact.direct, fact.answer)})
+    rng.shuffle(sft_rows)
+    _write_json_list(paths["sft"], sft_rows)
+    return paths
+
+
 # --------------------------------------------------------------------------- shapes
 
 SHAPE_KINDS = ("circle", "square", "triangle")

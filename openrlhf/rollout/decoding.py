@@ -13,6 +13,18 @@ from typing import Any
 KEPT_TAG = re.compile(r"^</?(think|answer)>$")
 
 
+# Tokens that stand for image/video patches: a response must never contain one (every later forward would
+# take it for an image slot and fail with "image features and image tokens do not match").
+VISION_PLACEHOLDER_TOKENS = ("<|image_pad|>", "<|video_pad|>")
+
+
+def vision_placeholder_ids(tokenizer: Any) -> list[int]:
+    """Ids of :data:`VISION_PLACEHOLDER_TOKENS` that the tokenizer really has (not mapped to unk), sorted."""
+    unk = getattr(tokenizer, "unk_token_id", None)
+    vocab = tokenizer.get_vocab()
+    return sorted({int(vocab[t]) for t in VISION_PLACEHOLDER_TOKENS if t in vocab and vocab[t] != unk})
+
+
 def eos_token_ids(tokenizer: Any, generation_config: Any = None) -> list[int]:
     """Every id that ends a response: the generation config's eos id(s) plus the tokenizer's eos id."""
     ids: list[int] = []

@@ -20,7 +20,7 @@ import torch
 from transformers import GenerationConfig, LogitsProcessorList
 
 from openrlhf.rollout.base import GenerationOutput, GenerationRequest, RolloutEngine, SamplingParams
-from openrlhf.rollout.decoding import decode_response, eos_token_ids, trim_at_eos
+from openrlhf.rollout.decoding import decode_response, eos_token_ids, trim_at_eos, vision_placeholder_ids
 from openrlhf.rollout.sampler_logprobs import SamplerLogprobRecorder
 from openrlhf.rollout.weight_sync import (
     NamedTensors,
@@ -77,6 +77,18 @@ def _chunks(items: list, size: int) -> Iterator[list]:
         yield items[start : start + size]
 
 
+class BanTokens:
+    """A logits processor that makes the given token ids impossible to sample (logit -inf)."""
+
+    def __init__(self, token_ids: list[int]) -> None:
+        self.token_ids = list(token_ids)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.token_ids:
+            scores[:, self.token_ids] = float("-inf")
+        return scores
+
+
 class HFRolloutEngine(RolloutEngine):
     """transformers generate behind the rollout interface; runs in-process or as a Ray actor (HFRolloutActor)."""
 
@@ -119,6 +131,8 @@ class HFRolloutEngine(RolloutEngine):
         self.model = model.to(self.device).eval()
         if self.processor is not None and getattr(self.processor, "tokenizer", None) is not None:
             self.processor.tokenizer.padding_side = "left"
+        # A VLM must never sample an image/video placeholder (vLLM: logit_bias, vllm_sampling_kwargs).
+        self.banned_ids = vision_placeholder_ids(self.tokenizer) if self.processor is not None else []
         self._sync_group: SyncGroup | None = None
         self._asleep = False
 
@@ -212,7 +226,9 @@ class HFRolloutEngine(RolloutEngine):
         out = self.model.generate(
             **inputs,
             generation_config=build_generation_config(params, self.eos_ids, self.pad_id),
-            logits_processor=LogitsProcessorList([recorder]),
+            # The recorder runs first: it keeps log_softmax(z / T) over the whole vocabulary, the distribution
+            # the trainer scores; the ban then removes placeholders from what is sampled.
+            logits_processor=LogitsProcessorList([recorder, BanTokens(self.banned_ids)]),
         )
         sequences = out.sequences
         logprobs = recorder.logprobs(sequences).float().cpu()

@@ -30,13 +30,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from openrlhf.rollout.base import GenerationOutput, GenerationRequest, RolloutEngine, SamplingParams
-from openrlhf.rollout.decoding import decode_response, eos_token_ids, trim_at_eos
+from openrlhf.rollout.decoding import decode_response, eos_token_ids, trim_at_eos, vision_placeholder_ids
 from openrlhf.rollout.dispatch import distribute_requests  # noqa: F401  (re-exported: prompts over engines)
 from openrlhf.rollout.weight_sync import NamedTensors, WeightMeta
 
 logger = logging.getLogger(__name__)
 
 VLLM_VERSION = "0.33.0"
+BANNED_LOGIT_BIAS = -100.0
 WORKER_EXTENSION = "openrlhf.rollout.vllm_worker.WeightSyncWorkerExtension"
 INSTALL_HINT = (
     f'the vllm rollout backend needs vLLM {VLLM_VERSION} on a CUDA machine: pip install ".[gpu]"; '
@@ -61,17 +62,23 @@ def require_vllm() -> Any:
 
 
 def vllm_sampling_kwargs(
-    params: SamplingParams, request_index: int = 0, stop_token_ids: Sequence[int] | None = None
+    params: SamplingParams,
+    request_index: int = 0,
+    stop_token_ids: Sequence[int] | None = None,
+    banned_token_ids: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments of ``vllm.SamplingParams`` for one request.
 
     The seed is offset by the request index: vLLM seeds each request separately, and equal seeds would
     give every prompt the same random stream. Detokenisation is off: texts are decoded by
     :func:`decode_response`, exactly as the HF engine does. ``stop_token_ids`` (the eos ids the HF
-    engine stops at) make both engines stop on the same tokens.
+    engine stops at) make both engines stop on the same tokens. ``banned_token_ids`` (a VLM's image/video
+    placeholders) get a logit bias of -100, so they are never sampled (the HF engine bans them the same way).
     """
     params.validate()
-    extra = {"stop_token_ids": [int(t) for t in stop_token_ids]} if stop_token_ids else {}
+    extra: dict[str, Any] = {"stop_token_ids": [int(t) for t in stop_token_ids]} if stop_token_ids else {}
+    if banned_token_ids:
+        extra["logit_bias"] = {int(t): BANNED_LOGIT_BIAS for t in banned_token_ids}
     return {
         "n": int(params.n),
         "temperature": float(params.temperature),
@@ -277,6 +284,7 @@ class VLLMRolloutEngine(RolloutEngine):
         except OSError:
             gen_config = None
         self.eos_ids = eos_token_ids(self.tokenizer, gen_config)
+        self.banned_ids = vision_placeholder_ids(self.tokenizer) if self.multimodal else []
         self._warned_truncation = False
 
     def model_info(self) -> dict[str, Any]:
@@ -293,7 +301,8 @@ class VLLMRolloutEngine(RolloutEngine):
             self._warned_truncation = True
         prompts = [vllm_prompt(r, i) for i, r in enumerate(requests)]
         sampling = [
-            self._vllm.SamplingParams(**vllm_sampling_kwargs(params, i, self.eos_ids)) for i in range(len(requests))
+            self._vllm.SamplingParams(**vllm_sampling_kwargs(params, i, self.eos_ids, self.banned_ids))
+            for i in range(len(requests))
         ]
         outputs = self.llm.generate(prompts, sampling, use_tqdm=False)
         return [convert_request_output(o, self.tokenizer, self.eos_ids) for o in outputs]

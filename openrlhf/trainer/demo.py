@@ -46,7 +46,7 @@ def run_demo(cfg: Config) -> dict[str, Any]:
         rl_cfg.data.train_paths = [str(data["train"])]
         rl_cfg.data.eval_paths = [str(data["heldout"])]
         print("[demo] GRPO from the warm start, reward server on loopback")
-        summary = RLTrainer(rl_cfg).fit()
+        summary = RLTrainer(rl_cfg, print_summary=False).fit()  # the demo prints the whole summary
     finally:
         if started:
             ray.shutdown()
@@ -62,12 +62,23 @@ def run_demo(cfg: Config) -> dict[str, Any]:
 
 
 def write_demo_task(cfg: Config, out_dir: Path) -> dict[str, Path]:
-    """The generated task of ``demo.task``: arithmetic (text) or shapes (tiny images: counting, colour,
-    choice and box questions)."""
-    from openrlhf.data.synthetic import write_arithmetic_task, write_shapes_task
+    """The generated task of ``demo.task``: sums or arithmetic (text) or shapes (tiny images: counting,
+    colour, choice and box questions)."""
+    from openrlhf.data.synthetic import write_arithmetic_task, write_shapes_task, write_sums_task
 
     if cfg.demo.task == "shapes":
         return write_shapes_task(out_dir, cfg.demo.num_train, cfg.demo.num_heldout, seed=cfg.train.seed)
+    if cfg.demo.task == "sums":
+        return write_sums_task(
+            out_dir,
+            cfg.demo.num_train,
+            cfg.demo.num_heldout,
+            seed=cfg.train.seed,
+            min_terms=cfg.demo.min_terms,
+            max_terms=cfg.demo.max_terms,
+            worked_prob=cfg.demo.full_reasoning_prob,
+            fact_share=cfg.demo.fact_share,
+        )
     return write_arithmetic_task(
         out_dir,
         cfg.demo.num_train,

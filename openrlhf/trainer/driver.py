@@ -39,9 +39,11 @@ def _mean(values) -> float:
 
 
 class RLTrainer:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, *, print_summary: bool = True) -> None:
+        """``print_summary=False``: write summary.json without printing it (a caller that prints its own)."""
         from openrlhf.algorithms import resolve_algo_preset
 
+        self.print_summary = print_summary
         cfg = cfg.model_copy(deep=True)
         cfg.algo = resolve_algo_preset(cfg.algo)
         absolutize_model_paths(cfg)
@@ -448,7 +450,7 @@ class RLTrainer:
             )
         if self.history:
             plot_learning_curves(self.output_dir / "metrics.jsonl", self.output_dir / "learning_curves.png")
-        write_summary(self.output_dir, summary)
+        write_summary(self.output_dir, summary, print_table=self.print_summary)
         return summary
 
     def _shutdown(self) -> None:

@@ -57,10 +57,9 @@ class PromptEncoder:
     @property
     def vision_placeholder_ids(self) -> set[int]:
         """Token ids that stand for image/video patches (VLMs only): a response must not contain them."""
-        if self.processor is None:
-            return set()
-        ids = {self.tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>")}
-        return {i for i in ids if isinstance(i, int) and i != self.tokenizer.unk_token_id}
+        from openrlhf.rollout.decoding import vision_placeholder_ids
+
+        return set(vision_placeholder_ids(self.tokenizer)) if self.processor is not None else set()
 
     @property
     def template_owner(self):

@@ -66,6 +66,7 @@ def test_inspect_unreadable_file_is_invalid(capsys, tmp_path):
         ["inspect", "x.jsonl", "--image-root", "/no/such/folder"],
         ["synth", "--task", "chess", "--out", "x"],
         ["synth", "--task", "arithmetic", "--out", "x", "--difficulty", "9"],
+        ["synth", "--task", "sums", "--out", "x", "--min-terms", "6", "--max-terms", "3"],
     ],
 )
 def test_usage_errors_exit_2(argv, tmp_path, monkeypatch):
@@ -78,8 +79,8 @@ def test_help_exits_0(capsys):
     assert "inspect" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("task", ["arithmetic", "shapes"])
-def test_synth_then_inspect(task, tmp_path, capsys):
+@pytest.mark.parametrize("task, rows", [("arithmetic", 28), ("shapes", 28), ("sums", 36)])  # sums: + 8 facts
+def test_synth_then_inspect(task, rows, tmp_path, capsys):
     out = tmp_path / task
     assert main(["synth", "--task", task, "--out", str(out), "--num-train", "12", "--num-heldout", "4"]) == 0
     printed = capsys.readouterr().out
@@ -87,7 +88,7 @@ def test_synth_then_inspect(task, tmp_path, capsys):
     files = sorted(p for p in out.iterdir() if p.suffix in (".json", ".jsonl"))
     assert len(files) == 3
     assert main(["inspect", *map(str, files)]) == 0
-    assert "== total: 28 rows, 28 valid, 0 invalid" in capsys.readouterr().out
+    assert f"== total: {rows} rows, {rows} valid, 0 invalid" in capsys.readouterr().out
 
 
 def test_module_entry_point_runs():

@@ -21,6 +21,7 @@ from openrlhf.data.synthetic import (
     worked_steps,
     write_arithmetic_task,
     write_shapes_task,
+    write_sums_task,
 )
 
 from .helpers import data_cfg
@@ -201,3 +202,62 @@ def test_arithmetic_heldout_distinct_by_question_allows_shared_expressions(tmp_p
     assert not {r["problem"] for r in train} & {r["problem"] for r in heldout}
     with pytest.raises(ValueError, match="distinct"):
         write_arithmetic_task(tmp_path / "x", 10, 2, distinct="operands")
+
+
+# --------------------------------------------------------------------------- sums
+
+
+def test_sums_are_deterministic_and_heldout_sequences_are_unseen(tmp_path):
+    a = write_sums_task(tmp_path / "a", 400, 50, seed=3)
+    b = write_sums_task(tmp_path / "b", 400, 50, seed=3)
+    for key in ("train", "heldout", "sft"):
+        assert a[key].read_text() == b[key].read_text()
+    train, heldout = read_json(a["train"]), read_json(a["heldout"])
+    assert len(train) == 400 and len(heldout) == 50
+    held_questions = [r["problem"] for r in heldout]
+    assert len(set(held_questions)) == 50  # distinct among themselves
+    assert not set(held_questions) & {r["problem"] for r in train}
+    for row in train + heldout:
+        terms = [int(t) for t in re.findall(r"\d+", row["problem"])]
+        assert 5 <= len(terms) == row["terms"] <= 7 and all(1 <= t <= 9 for t in terms)
+        assert row["solution"] == str(sum(terms)) and row["task"] == "math"
+
+
+def test_sums_sft_targets_are_correct_and_mix_worked_direct_and_facts(tmp_path):
+    paths = write_sums_task(tmp_path, 1000, 10, seed=4, min_terms=3, max_terms=4, worked_prob=0.25, fact_share=0.5)
+    sft = read_json(paths["sft"])
+    assert len(sft) == 2000  # 1000 sums + as many one-step facts
+    kinds = Counter()
+    for row in sft:
+        reasoning, answer = TARGET.match(row["response"]).groups()
+        assert answer == row["solution"]
+        terms = [int(t) for t in re.findall(r"\d+", row["problem"])]
+        if len(terms) == 2:
+            kinds["fact"] += 1
+            assert terms[0] <= 9 * 3 and reasoning == f"{terms[0]} + {terms[1]} = {answer}"
+        elif ", " in reasoning:
+            kinds["worked"] += 1
+            total = terms[0]
+            for step, term in zip(reasoning.split(", "), terms[1:], strict=True):
+                assert step == f"{total} + {term} = {total + term}"
+                total += term
+        else:
+            kinds["direct"] += 1
+            assert reasoning == " + ".join(map(str, terms)) + f" = {answer}"
+    assert kinds["fact"] == 1000
+    assert 0.2 < kinds["worked"] / 1000 < 0.3
+    assert load_samples([str(paths["sft"])], data_cfg()).samples[0].response
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"min_terms": 1}, "min_terms"),
+        ({"min_terms": 4, "max_terms": 3}, "min_terms"),
+        ({"worked_prob": 1.5}, "worked_prob"),
+        ({"fact_share": 1.0}, "fact_share"),
+    ],
+)
+def test_sums_reject_bad_knobs(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        write_sums_task(tmp_path, 10, 2, **kwargs)

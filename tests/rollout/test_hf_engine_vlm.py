@@ -106,3 +106,28 @@ def test_placeholder_count_must_match_the_images(engine, mixed_requests, images)
     bad = GenerationRequest(request.prompt_text, request.prompt_token_ids, images=images[:2])
     with pytest.raises(ValueError, match=r"request 0: prompt_text has 1 <\|image_pad\|> placeholder\(s\) for 2"):
         engine.generate([bad], SamplingParams())
+
+
+def test_image_and_video_placeholders_are_never_sampled(engine, mixed_requests):
+    """A model that all but insists on <|image_pad|>/<|video_pad|> still never samples them (every later
+    forward would take a sampled placeholder for an image slot); the recorded log-probs stay those of the
+    whole vocabulary (what the trainer scores), so the banned tokens' mass is visible in them."""
+    tok = engine.tokenizer
+    banned = [tok.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>")]
+    assert sorted(banned) == engine.banned_ids
+
+    def prefer_placeholders(_module, _inputs, logits):
+        logits[..., banned] += 30.0
+        return logits
+
+    params = SamplingParams(n=2, max_new_tokens=6, temperature=1.0, seed=3)
+    handle = engine.model.get_output_embeddings().register_forward_hook(prefer_placeholders)
+    try:
+        results = engine.generate(mixed_requests, params)
+    finally:
+        handle.remove()
+    outputs = [o for per_request in results for o in per_request]
+    assert all(len(o.output_token_ids) == 6 for o in outputs)  # nothing else ended them early
+    assert not any(set(banned) & set(o.output_token_ids) for o in outputs)
+    # with +30 on the placeholders nearly all the mass is theirs: each sampled token has a tiny log-prob
+    assert max(lp for o in outputs for lp in o.logprobs) < -20.0

@@ -81,6 +81,8 @@ def test_sampling_params_translate_with_per_request_seeds():
     }
     assert vllm_sampling_kwargs(SamplingParams(seed=None), 3)["seed"] is None
     assert vllm_sampling_kwargs(SamplingParams(), stop_token_ids=[7, 9])["stop_token_ids"] == [7, 9]
+    banned = vllm_sampling_kwargs(SamplingParams(), banned_token_ids=[5, 6])["logit_bias"]
+    assert banned == {5: -100.0, 6: -100.0}
     with pytest.raises(ValueError, match="top_k=0"):
         vllm_sampling_kwargs(SamplingParams(top_k=0))
 
