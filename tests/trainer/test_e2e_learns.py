@@ -11,11 +11,14 @@ would leave held-out accuracy where the warm start put it.
 
 from __future__ import annotations
 
+import pytest
+
 from openrlhf.config import load_config
 
 from .helpers import REPO, read_metrics
 
 
+@pytest.mark.timeout(1800)  # about 8 minutes on an idle 2-core machine; the suite's default limit is 900 s
 def test_demo_pipeline_raises_reward_and_heldout_accuracy(ray_cluster, tmp_path):
     from openrlhf.trainer.demo import run_demo
 
