@@ -288,6 +288,7 @@ class DemoConfig(Section):
     num_heldout: int = Field(200, ge=1)
     difficulty: int = Field(1, ge=1, le=4, description="arithmetic difficulty level of the generated task")
     full_reasoning_prob: float = Field(0.4, ge=0.0, le=1.0, description="share of SFT targets with worked steps")
+    image_size: int = Field(56, ge=24, description="shapes: side of the generated images in pixels")
     min_terms: int = Field(5, ge=2, description="sums: fewest terms in a generated sum")
     max_terms: int = Field(7, ge=2, description="sums: most terms in a generated sum")
     fact_share: float = Field(

@@ -342,8 +342,15 @@ def _describe(shapes: Sequence[Shape]) -> str:
     return " and ".join(f"a {s.colour} {s.kind}" for s in shapes)
 
 
-def shapes_question(rng: random.Random, shapes: Sequence[Shape], kind: str) -> tuple[str, str, str, str]:
-    """(question, answer, accu_reward_method, SFT target) for one image; the question has its <image>."""
+def shapes_question(
+    rng: random.Random, shapes: Sequence[Shape], kind: str, worked_prob: float = 1.0
+) -> tuple[str, str, str, str]:
+    """(question, answer, accu_reward_method, SFT target) for one image; the question has its <image>.
+
+    Choice questions get a worked target ("The circle is blue, option B.": name the colour, then find its
+    letter) with probability ``worked_prob``, else a direct one ("Option B."), which asks the model to do
+    both in one go.
+    """
     target = rng.choice(shapes)
     if kind == "counting":
         n = len(shapes)
@@ -365,12 +372,9 @@ def shapes_question(rng: random.Random, shapes: Sequence[Shape], kind: str) -> t
         letters = "ABCD"
         letter = letters[options.index(target.colour)]
         listing = " ".join(f"{letters[i]}. {c}" for i, c in enumerate(options))
-        return (
-            f"<image>What colour is the {target.kind}? {listing}",
-            letter,
-            "choice",
-            sft_target(f"The {target.kind} is {target.colour}, option {letter}.", letter),
-        )
+        worked = rng.random() < worked_prob
+        reasoning = f"The {target.kind} is {target.colour}, option {letter}." if worked else f"Option {letter}."
+        return (f"<image>What colour is the {target.kind}? {listing}", letter, "choice", sft_target(reasoning, letter))
     if kind == "rec":
         box = json.dumps(list(target.box))  # "[x1, y1, x2, y2]"
         x1, y1, x2, y2 = target.box
@@ -400,11 +404,16 @@ def write_shapes_task(
     *,
     image_size: int = 56,
     kinds: Sequence[str] = QUESTION_KINDS,
+    worked_prob: float = 1.0,
 ) -> dict[str, Path]:
     """Write images/, train.jsonl, heldout.jsonl and sft.jsonl (VLM-R1 jsonl; image paths relative to out_dir).
 
-    Question kinds cycle in order, so every kind is equally frequent. Returns {"train", "heldout", "sft", "images"}.
+    Question kinds cycle in order, so every kind is equally frequent. ``worked_prob``: share of choice
+    questions whose SFT target names the colour before the letter (see :func:`shapes_question`).
+    Returns {"train", "heldout", "sft", "images"}.
     """
+    if not 0.0 <= worked_prob <= 1.0:
+        raise ValueError(f"worked_prob must be in [0, 1], got {worked_prob}")
     for kind in kinds:
         if kind not in QUESTION_KINDS:
             raise ValueError(f"unknown question kind {kind!r} (allowed: {', '.join(QUESTION_KINDS)})")
@@ -421,7 +430,7 @@ def write_shapes_task(
             shapes = random_shapes(rng, image_size)
             name = f"images/{split}_{i:05d}.png"
             draw_shapes_image(shapes, image_size).save(out / name, optimize=True)
-            question, answer, method, target = shapes_question(rng, shapes, kinds[i % len(kinds)])
+            question, answer, method, target = shapes_question(rng, shapes, kinds[i % len(kinds)], worked_prob)
             row_id = f"shapes-{split}-{i:05d}"
             rows[split].append(_vlm_r1_row(row_id, name, question, answer, method))
             if split == "train":

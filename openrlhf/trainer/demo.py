@@ -67,7 +67,14 @@ def write_demo_task(cfg: Config, out_dir: Path) -> dict[str, Path]:
     from openrlhf.data.synthetic import write_arithmetic_task, write_shapes_task, write_sums_task
 
     if cfg.demo.task == "shapes":
-        return write_shapes_task(out_dir, cfg.demo.num_train, cfg.demo.num_heldout, seed=cfg.train.seed)
+        return write_shapes_task(
+            out_dir,
+            cfg.demo.num_train,
+            cfg.demo.num_heldout,
+            seed=cfg.train.seed,
+            image_size=cfg.demo.image_size,
+            worked_prob=cfg.demo.full_reasoning_prob,
+        )
     if cfg.demo.task == "sums":
         return write_sums_task(
             out_dir,

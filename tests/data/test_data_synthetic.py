@@ -261,3 +261,21 @@ def test_sums_sft_targets_are_correct_and_mix_worked_direct_and_facts(tmp_path):
 def test_sums_reject_bad_knobs(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         write_sums_task(tmp_path, 10, 2, **kwargs)
+
+
+def test_shapes_choice_targets_mix_worked_and_direct_forms(tmp_path):
+    paths = write_shapes_task(tmp_path, 400, 0, seed=5, image_size=112, kinds=("choice",), worked_prob=0.25)
+    sft = [json.loads(line) for line in paths["sft"].read_text().splitlines()]
+    worked = 0
+    for row in sft:
+        letter = row["conversations"][1]["value"]
+        reasoning = re.match(r"^<think>(.+)</think><answer>([A-D])</answer>$", row["response"]).group(1)
+        if reasoning == f"Option {letter}.":
+            continue
+        worked += 1
+        colour = re.match(r"^The \w+ is (\w+), option ([A-D])\.$", reasoning).group(1)
+        assert f"{letter}. {colour}" in row["conversations"][0]["value"]  # the named colour is the letter's option
+    assert 0.18 < worked / len(sft) < 0.32
+    assert Image.open(tmp_path / sft[0]["image"]).size == (112, 112)
+    with pytest.raises(ValueError, match="worked_prob"):
+        write_shapes_task(tmp_path / "bad", 4, 0, worked_prob=2.0)
