@@ -289,6 +289,11 @@ class DemoConfig(Section):
     difficulty: int = Field(1, ge=1, le=4, description="arithmetic difficulty level of the generated task")
     full_reasoning_prob: float = Field(0.4, ge=0.0, le=1.0, description="share of SFT targets with worked steps")
     image_size: int = Field(56, ge=24, description="shapes: side of the generated images in pixels")
+    shape_kinds: list[Literal["counting", "exact", "choice", "rec"]] = Field(
+        default_factory=lambda: ["counting", "exact", "choice", "rec"],
+        min_length=1,
+        description="shapes: question kinds, cycled in order (repeat a kind to weight it)",
+    )
     min_terms: int = Field(5, ge=2, description="sums: fewest terms in a generated sum")
     max_terms: int = Field(7, ge=2, description="sums: most terms in a generated sum")
     fact_share: float = Field(
@@ -359,7 +364,12 @@ def _format_validation_error(err: ValidationError, values: dict[str, Any]) -> st
         key = ".".join(loc)
         value: Any = values
         for part in loc:
-            value = value.get(part) if isinstance(value, dict) else None
+            if isinstance(value, dict):
+                value = value.get(part)
+            elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+                value = value[int(part)]
+            else:
+                value = None
         if item["type"] == "extra_forbidden":
             section = _section_at(loc[:-1])
             allowed = ", ".join(sorted(section.model_fields))

@@ -73,6 +73,7 @@ def write_demo_task(cfg: Config, out_dir: Path) -> dict[str, Path]:
             cfg.demo.num_heldout,
             seed=cfg.train.seed,
             image_size=cfg.demo.image_size,
+            kinds=cfg.demo.shape_kinds,
             worked_prob=cfg.demo.full_reasoning_prob,
         )
     if cfg.demo.task == "sums":

@@ -79,6 +79,13 @@ def test_bad_number_names_key():
         load_config(["--train.learning_rate", "fast"])
 
 
+def test_bad_list_item_names_its_index_and_value():
+    with pytest.raises(ConfigError, match=r"demo\.shape_kinds\.1': 'colour'.*'exact'"):
+        load_config(["--demo.shape_kinds", "[exact, colour]"])
+    with pytest.raises(ConfigError, match=r"demo\.min_terms \(6\) must not exceed demo\.max_terms \(3\)"):
+        load_config(["--demo.min_terms", "6", "--demo.max_terms", "3"])
+
+
 def test_bad_sampling_strategy():
     with pytest.raises(ConfigError, match="sampling_strategy"):
         load_config(["--data.sampling_strategy", "middle:5"])
