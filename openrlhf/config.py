@@ -303,6 +303,12 @@ class DemoConfig(Section):
         "question", description="held-out rows never share this with training rows"
     )
 
+    @model_validator(mode="after")
+    def _check_terms(self) -> DemoConfig:
+        if self.min_terms > self.max_terms:
+            raise ValueError(f"demo.min_terms ({self.min_terms}) must not exceed demo.max_terms ({self.max_terms})")
+        return self
+
 
 class Config(Section):
     actor: ModelConfig = ModelConfig()
@@ -323,10 +329,6 @@ class Config(Section):
     def _check_cross_fields(self) -> Config:
         if self.reward.remote_url and self.reward.reward_func:
             raise ValueError("reward.remote_url and reward.reward_func are exclusive: set one")
-        if self.demo.min_terms > self.demo.max_terms:
-            raise ValueError(
-                f"demo.min_terms ({self.demo.min_terms}) must not exceed demo.max_terms ({self.demo.max_terms})"
-            )
         if self.actor.lora.rank > 0 and self.ds.zero_stage == 3:
             raise ValueError(
                 "actor.lora.rank > 0 needs ds.zero_stage <= 2 (LoRA merging of ZeRO-3 shards is not supported)"
@@ -375,6 +377,9 @@ def _format_validation_error(err: ValidationError, values: dict[str, Any]) -> st
             allowed = ", ".join(sorted(section.model_fields))
             prefix = ".".join(loc[:-1]) or "<top level>"
             lines.append(f"unknown config key '{key}' (allowed under {prefix}: {allowed})")
+        elif item["type"] == "value_error" and (not loc or _section_at(loc) is not _section_at(loc[:-1])):
+            # a section's own cross-field check: its message names the keys
+            lines.append(item["msg"].removeprefix("Value error, "))
         else:
             hint = _describe_allowed(_section_at(loc[:-1]), loc[-1]) if loc else ""
             lines.append(f"bad value for '{key}': {value!r}: {item['msg']}{hint}")

@@ -17,6 +17,18 @@ from typing import get_args
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
+# `synth` flags: each sets the demo config field of the same name (``--num-train`` -> ``demo.num_train``).
+SYNTH_KNOBS = (
+    ("--num-train", int, "rows of the training set"),
+    ("--num-heldout", int, "rows of the held-out set"),
+    ("--difficulty", int, "arithmetic: 1..4"),
+    ("--full-reasoning-prob", float, "share of worked SFT targets (sums, arithmetic, shapes' choice questions)"),
+    ("--min-terms", int, "sums: fewest terms"),
+    ("--max-terms", int, "sums: most terms"),
+    ("--fact-share", float, "sums: share of one-step fact SFT rows"),
+    ("--image-size", int, "shapes: image side in pixels"),
+)
+
 
 def _formats() -> list[str]:
     from openrlhf.config import DataFormat
@@ -38,20 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--task-key", default=None)
     inspect.add_argument("--examples", type=int, default=3, help="label examples shown per file")
 
-    synth = commands.add_parser("synth", help="write a synthetic demo task")
+    synth = commands.add_parser("synth", help="write a synthetic demo task (defaults: the config's demo section)")
     synth.add_argument("--task", required=True, choices=["sums", "arithmetic", "shapes"])
     synth.add_argument("--out", required=True, metavar="DIR")
-    synth.add_argument("--num-train", type=int, default=2000)
-    synth.add_argument("--num-heldout", type=int, default=200)
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--difficulty", type=int, default=3, help="arithmetic: 1..4")
-    synth.add_argument(
-        "--full-reasoning-prob", type=float, default=0.4, help="sums/arithmetic: share of worked SFT targets"
-    )
-    synth.add_argument("--min-terms", type=int, default=5, help="sums: fewest terms")
-    synth.add_argument("--max-terms", type=int, default=7, help="sums: most terms")
-    synth.add_argument("--fact-share", type=float, default=0.4, help="sums: share of one-step fact SFT rows")
-    synth.add_argument("--image-size", type=int, default=56, help="shapes: image side in pixels")
+    for flag, kind, text in SYNTH_KNOBS:
+        synth.add_argument(flag, type=kind, default=None, help=text)
     return parser
 
 
@@ -92,31 +96,23 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from openrlhf.data.synthetic import write_arithmetic_task, write_shapes_task, write_sums_task
+    from pydantic import ValidationError
 
+    from openrlhf.config import DemoConfig
+    from openrlhf.data.synthetic import write_demo_task
+
+    fields = [flag[2:].replace("-", "_") for flag, _, _ in SYNTH_KNOBS]
     try:
-        if args.task == "sums":
-            paths = write_sums_task(
-                args.out,
-                args.num_train,
-                args.num_heldout,
-                args.seed,
-                min_terms=args.min_terms,
-                max_terms=args.max_terms,
-                worked_prob=args.full_reasoning_prob,
-                fact_share=args.fact_share,
-            )
-        elif args.task == "arithmetic":
-            paths = write_arithmetic_task(
-                args.out,
-                args.num_train,
-                args.num_heldout,
-                args.seed,
-                difficulty=args.difficulty,
-                full_reasoning_prob=args.full_reasoning_prob,
-            )
-        else:
-            paths = write_shapes_task(args.out, args.num_train, args.num_heldout, args.seed, image_size=args.image_size)
+        demo = DemoConfig(task=args.task, **{f: getattr(args, f) for f in fields if getattr(args, f) is not None})
+    except ValidationError as exc:
+        for err in exc.errors():
+            message = err["msg"].removeprefix("Value error, ")
+            if err["loc"]:
+                message = f"--{str(err['loc'][0]).replace('_', '-')} {err.get('input')!r}: {message}"
+            print(f"openrlhf-data synth: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        paths = write_demo_task(demo, args.out, args.seed)
     except ValueError as exc:
         print(f"openrlhf-data synth: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -21,8 +21,8 @@ VISION_PLACEHOLDER_TOKENS = ("<|image_pad|>", "<|video_pad|>")
 def vision_placeholder_ids(tokenizer: Any) -> list[int]:
     """Ids of :data:`VISION_PLACEHOLDER_TOKENS` that the tokenizer really has (not mapped to unk), sorted."""
     unk = getattr(tokenizer, "unk_token_id", None)
-    vocab = tokenizer.get_vocab()
-    return sorted({int(vocab[t]) for t in VISION_PLACEHOLDER_TOKENS if t in vocab and vocab[t] != unk})
+    ids = (tokenizer.convert_tokens_to_ids(token) for token in VISION_PLACEHOLDER_TOKENS)
+    return sorted({int(i) for i in ids if isinstance(i, int) and i != unk})
 
 
 def eos_token_ids(tokenizer: Any, generation_config: Any = None) -> list[int]:

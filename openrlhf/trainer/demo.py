@@ -17,6 +17,7 @@ from openrlhf.config import Config
 def run_demo(cfg: Config) -> dict[str, Any]:
     import ray
 
+    from openrlhf.data.synthetic import write_demo_task
     from openrlhf.models.tiny import build_tiny
     from openrlhf.trainer.driver import RLTrainer
     from openrlhf.trainer.metrics import write_summary
@@ -30,7 +31,7 @@ def run_demo(cfg: Config) -> dict[str, Any]:
     if not (model_dir / "config.json").is_file():
         print(f"[demo] building the tiny {kind.upper()} in {model_dir}")
         build_tiny(kind, model_dir, seed=cfg.train.seed)
-    data = write_demo_task(cfg, work / "data")
+    data = write_demo_task(cfg.demo, work / "data", seed=cfg.train.seed)
     started = init_ray(num_cpus=8)
     try:
         sft_cfg = cfg.model_copy(deep=True)
@@ -59,43 +60,6 @@ def run_demo(cfg: Config) -> dict[str, Any]:
         summary["heldout_accuracy_gain"] = after - before
     write_summary(cfg.train.output_dir, summary)
     return summary
-
-
-def write_demo_task(cfg: Config, out_dir: Path) -> dict[str, Path]:
-    """The generated task of ``demo.task``: sums or arithmetic (text) or shapes (tiny images: counting,
-    colour, choice and box questions)."""
-    from openrlhf.data.synthetic import write_arithmetic_task, write_shapes_task, write_sums_task
-
-    if cfg.demo.task == "shapes":
-        return write_shapes_task(
-            out_dir,
-            cfg.demo.num_train,
-            cfg.demo.num_heldout,
-            seed=cfg.train.seed,
-            image_size=cfg.demo.image_size,
-            kinds=cfg.demo.shape_kinds,
-            worked_prob=cfg.demo.full_reasoning_prob,
-        )
-    if cfg.demo.task == "sums":
-        return write_sums_task(
-            out_dir,
-            cfg.demo.num_train,
-            cfg.demo.num_heldout,
-            seed=cfg.train.seed,
-            min_terms=cfg.demo.min_terms,
-            max_terms=cfg.demo.max_terms,
-            worked_prob=cfg.demo.full_reasoning_prob,
-            fact_share=cfg.demo.fact_share,
-        )
-    return write_arithmetic_task(
-        out_dir,
-        cfg.demo.num_train,
-        cfg.demo.num_heldout,
-        seed=cfg.train.seed,
-        difficulty=cfg.demo.difficulty,
-        full_reasoning_prob=cfg.demo.full_reasoning_prob,
-        distinct=cfg.demo.heldout_distinct,
-    )
 
 
 def per_task_heldout(cfg: Config, models: dict[str, str]) -> dict[str, float]:

@@ -55,13 +55,6 @@ class PromptEncoder:
         self.processor = load_processor(path, min_pixels=cfg.data.min_pixels, max_pixels=cfg.data.max_pixels)
 
     @property
-    def vision_placeholder_ids(self) -> set[int]:
-        """Token ids that stand for image/video patches (VLMs only): a response must not contain them."""
-        from openrlhf.rollout.decoding import vision_placeholder_ids
-
-        return set(vision_placeholder_ids(self.tokenizer)) if self.processor is not None else set()
-
-    @property
     def template_owner(self):
         return self.processor if self.processor is not None else self.tokenizer
 
@@ -144,7 +137,6 @@ def generate(engines: list, prompts: list[EncodedPrompt], params: SamplingParams
 
 def score(reward_source, encoder: PromptEncoder, rollout: Rollout) -> None:
     """Ask the reward source for every response; fill rewards, scores, components and logs."""
-    cut_at_vision_placeholders(rollout.outputs, encoder.vision_placeholder_ids)
     queries, prompt_texts, labels = [], [], []
     for row, output in enumerate(rollout.outputs):
         prompt = rollout.prompt_of(row)
@@ -157,28 +149,6 @@ def score(reward_source, encoder: PromptEncoder, rollout: Rollout) -> None:
     rollout.scores = torch.tensor(result.scores, dtype=torch.float32)
     rollout.components = result.components
     rollout.extra_logs = result.extra_logs
-
-
-def cut_at_vision_placeholders(outputs: list[GenerationOutput], placeholder_ids: set[int]) -> int:
-    """End each response before its first image/video placeholder token; returns how many were cut.
-
-    A sampled ``<|image_pad|>`` (or ``<|video_pad|>``) in a response would be taken for an image slot by every
-    later forward (Qwen2.5-VL scatters image features into those positions and builds M-RoPE ids from
-    them) and fail with "Image features and image tokens do not match". The response then ends there, as
-    if at eos: it is scored and trained on up to that token.
-    """
-    if not placeholder_ids:
-        return 0
-    cut = 0
-    for output in outputs:
-        for k, token in enumerate(output.output_token_ids):
-            if token in placeholder_ids:
-                output.output_token_ids = list(output.output_token_ids[:k])
-                output.logprobs = list(output.logprobs[:k])
-                output.finish_reason = "stop"
-                cut += 1
-                break
-    return cut
 
 
 def build_experience(rollout: Rollout, pad_token_id: int) -> Experience:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -102,3 +103,16 @@ def test_module_entry_point_runs():
     assert done.returncode == 1, done.stderr
     assert f"{EXAMPLES / 'bad' / 'not_json.jsonl'}:2: not valid JSON" in done.stdout
     assert done.stderr == ""
+
+
+def test_synth_bad_knobs_are_named_and_defaults_come_from_the_config(tmp_path, capsys):
+    assert main(["synth", "--task", "arithmetic", "--out", str(tmp_path / "a"), "--difficulty", "9"]) == 2
+    assert "--difficulty 9: Input should be less than or equal to 4" in capsys.readouterr().err
+    assert main(["synth", "--task", "sums", "--out", str(tmp_path / "s"), "--min-terms", "6", "--max-terms", "3"]) == 2
+    assert "demo.min_terms (6) must not exceed demo.max_terms (3)" in capsys.readouterr().err
+    assert main(["synth", "--task", "sums", "--out", str(tmp_path / "d"), "--num-heldout", "3"]) == 0
+    from openrlhf.config import DemoConfig
+
+    train = json.loads((tmp_path / "d" / "train.json").read_text())
+    assert len(train) == DemoConfig().num_train
+    assert {r["terms"] for r in train} <= set(range(DemoConfig().min_terms, DemoConfig().max_terms + 1))

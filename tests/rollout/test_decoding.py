@@ -6,7 +6,7 @@ import pytest
 from tokenizers import AddedToken
 
 from openrlhf.models.loading import load_tokenizer
-from openrlhf.rollout.decoding import decode_response, eos_token_ids, trim_at_eos
+from openrlhf.rollout.decoding import decode_response, eos_token_ids, trim_at_eos, vision_placeholder_ids
 
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 RESPONSE = "<think>3 plus 4 is 7</think><answer>7</answer>"
@@ -43,3 +43,16 @@ def test_decode_keeps_tags_even_when_the_tokenizer_marks_them_special(tokenizer)
     # What plain skip_special_tokens=True would do (and why it is not used):
     assert "<think>" not in tokenizer.decode(ids, skip_special_tokens=True)
     assert decode_response(tokenizer, ids) == RESPONSE
+
+
+def test_vision_placeholder_ids_are_the_tokenizers_own_and_absent_ones_are_skipped(tokenizer):
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    ids = vision_placeholder_ids(tokenizer)
+    assert [tokenizer.convert_ids_to_tokens(i) for i in ids] == ["<|image_pad|>", "<|video_pad|>"]
+    plain = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(WordLevel({"[UNK]": 0, "hello": 1}, unk_token="[UNK]")), unk_token="[UNK]"
+    )
+    assert vision_placeholder_ids(plain) == []  # a text-only tokenizer maps them to unk: nothing to ban
