@@ -26,16 +26,15 @@ import json
 import os
 import random
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
+
+from openrlhf.trainer.local_reward_server import LocalRewardServer
 
 REPO = Path(__file__).resolve().parents[1]
 WORDNET_DATA = Path("/usr/share/wordnet/data.noun")
@@ -161,12 +160,6 @@ def baseline_rec(samples: list[tuple[str, dict]]) -> float:
 # --------------------------------------------------------------------------- the server under load
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def process_tree_cpu(pid: int) -> float:
     """CPU seconds (user + system) used so far by ``pid`` and its child processes (Linux /proc)."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -180,29 +173,6 @@ def process_tree_cpu(pid: int) -> float:
             continue
         total += (int(fields[11]) + int(fields[12])) / tick
     return total
-
-
-def start_server(workers: int | None) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "remote_rm.cli", "--port", str(port), "--log-level", "warning"]
-    if workers:
-        cmd += ["--workers", str(workers)]
-    log = tempfile.NamedTemporaryFile(prefix="reward_server_", suffix=".log", delete=False)  # noqa: SIM115
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited; see {log.name}")
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise SystemExit(f"the server did not start; see {log.name}")
-        time.sleep(0.2)
 
 
 async def drive(url: str, bodies: list[bytes], clients: int) -> tuple[float, list[float], int]:
@@ -322,9 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     # a long-running server has seen much of the vocabulary: warm both sides on 3 other sets
     gen_warmup = [s for seed in (1, 2, 3) for s in generative_samples(args.groups, seed=seed)]
     rec = rec_samples()
-    proc, base = start_server(args.workers)
+    server = LocalRewardServer(workers=args.workers, startup_timeout=300, extra_args=["--log-level", "warning"]).start()
     try:
-        url = f"{base}/get_reward"
+        url = server.url
         results = {
             "cpu_count": os.cpu_count(),
             "load_average_1min_at_start": round(os.getloadavg()[0], 2),
@@ -332,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
                 measure(
                     "generative mix (BLEU+ROUGE-1+METEOR, format)",
                     url,
-                    proc.pid,
+                    server.pid,
                     gen_sets,
                     gen_warmup,
                     baseline_generative,
@@ -342,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                 measure(
                     "REC (IoU, format)",
                     url,
-                    proc.pid,
+                    server.pid,
                     [rec] * args.repeats,
                     rec[: len(rec) // 4],
                     baseline_rec,
@@ -352,13 +322,9 @@ def main(argv: list[str] | None = None) -> int:
             ],
         }
         if args.soak:
-            results["runs"].append(soak(base, per_client=args.soak_requests))
+            results["runs"].append(soak(server.base_url, per_client=args.soak_requests))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop(timeout=30)
     print(json.dumps(results, indent=2))
     print(
         "\n| workload | samples | server samples/s | baseline samples/s | speedup | p50 s | p99 s | CPU ms/sample server / baseline |"

@@ -451,33 +451,28 @@ def write_shapes_task(
 def write_demo_task(demo: DemoConfig, out_dir: str | Path, seed: int = 0) -> dict[str, Path]:
     """The generated task ``demo.task`` names, with its knobs from ``demo`` (the embedded demo and
     ``openrlhf-data synth`` both come here): sums or arithmetic (text), shapes (images)."""
-    if demo.task == "shapes":
-        return write_shapes_task(
-            out_dir,
-            demo.num_train,
-            demo.num_heldout,
-            seed,
-            image_size=demo.image_size,
-            kinds=demo.shape_kinds,
-            worked_prob=demo.full_reasoning_prob,
-        )
-    if demo.task == "sums":
-        return write_sums_task(
-            out_dir,
-            demo.num_train,
-            demo.num_heldout,
-            seed,
-            min_terms=demo.min_terms,
-            max_terms=demo.max_terms,
-            worked_prob=demo.full_reasoning_prob,
-            fact_share=demo.fact_share,
-        )
-    return write_arithmetic_task(
-        out_dir,
-        demo.num_train,
-        demo.num_heldout,
-        seed,
-        difficulty=demo.difficulty,
-        full_reasoning_prob=demo.full_reasoning_prob,
-        distinct=demo.heldout_distinct,
-    )
+    writers = {
+        "shapes": (
+            write_shapes_task,
+            {"image_size": demo.image_size, "kinds": demo.shape_kinds, "worked_prob": demo.full_reasoning_prob},
+        ),
+        "sums": (
+            write_sums_task,
+            {
+                "min_terms": demo.min_terms,
+                "max_terms": demo.max_terms,
+                "worked_prob": demo.full_reasoning_prob,
+                "fact_share": demo.fact_share,
+            },
+        ),
+        "arithmetic": (
+            write_arithmetic_task,
+            {
+                "difficulty": demo.difficulty,
+                "full_reasoning_prob": demo.full_reasoning_prob,
+                "distinct": demo.heldout_distinct,
+            },
+        ),
+    }
+    writer, knobs = writers[demo.task]
+    return writer(out_dir, demo.num_train, demo.num_heldout, seed, **knobs)

@@ -78,7 +78,7 @@ class LocalRewardServer:
         log_dir: str | os.PathLike[str] | None = None,
         startup_timeout: float = 60.0,
         token_env: str | None = None,
-        workers: int = 1,
+        workers: int | None = None,
         extra_args: list[str] | None = None,
     ) -> None:
         if config_path and not Path(config_path).is_file():
@@ -115,7 +115,7 @@ class LocalRewardServer:
             cmd += ["--config", str(self.config_path)]
         if self.token_env:
             cmd += ["--token-env", self.token_env]
-        if self.workers != 1:
+        if self.workers is not None:  # None: the server's own default (pool.workers of its config)
             cmd += ["--workers", str(self.workers)]
         return cmd + self.extra_args
 

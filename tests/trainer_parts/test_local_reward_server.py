@@ -166,3 +166,9 @@ def test_open_reward_source_rejects_two_sources(tmp_path):
     with pytest.raises(ValueError, match="launch_local_server .* must be empty"), open_reward_source(cfg, tmp_path):
         pass
     assert not (tmp_path / "reward_server.log").exists()  # refused before anything started
+
+
+def test_workers_are_passed_whenever_given_else_the_server_default_applies(tmp_path):
+    assert "--workers" not in LocalRewardServer(log_dir=tmp_path).command(5000)
+    cmd = LocalRewardServer(log_dir=tmp_path, workers=1).command(5000)
+    assert cmd[cmd.index("--workers") + 1] == "1"  # 1 means one worker, not the server's default
