@@ -294,6 +294,13 @@ class DemoConfig(Section):
         min_length=1,
         description="shapes: question kinds, cycled in order (repeat a kind to weight it)",
     )
+    teacher_bias: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="shapes: how often the SFT targets' simulated teacher answers blue for a shape of another "
+        "colour (the rewarded answers stay true, so GRPO can correct the bias SFT copied)",
+    )
     min_terms: int = Field(5, ge=2, description="sums: fewest terms in a generated sum")
     max_terms: int = Field(7, ge=2, description="sums: most terms in a generated sum")
     fact_share: float = Field(

@@ -27,6 +27,7 @@ SYNTH_KNOBS = (
     ("--max-terms", int, "sums: most terms"),
     ("--fact-share", float, "sums: share of one-step fact SFT rows"),
     ("--image-size", int, "shapes: image side in pixels"),
+    ("--teacher-bias", float, "shapes: how often the SFT targets name blue for another colour"),
 )
 
 

@@ -295,6 +295,7 @@ SHAPE_KINDS = ("circle", "square", "triangle")
 COLOURS = {"red": (220, 40, 40), "green": (40, 160, 60), "blue": (40, 80, 220), "yellow": (230, 190, 30)}
 BACKGROUND = (255, 255, 255)
 QUESTION_KINDS = ("counting", "exact", "choice", "rec")
+TEACHER_FAVOURITE = "blue"  # the colour a biased simulated SFT teacher names too often
 
 
 @dataclass(frozen=True)
@@ -328,12 +329,20 @@ def draw_shapes_image(shapes: Sequence[Shape], size: int | tuple[int, int] = 56)
 
 
 def random_shapes(rng: random.Random, size: int = 56, max_shapes: int = 3) -> list[Shape]:
-    """1..max_shapes shapes of distinct kinds and random colours, with non-overlapping boxes."""
+    """1..max_shapes shapes of distinct kinds and random colours, with non-overlapping boxes.
+
+    Sides run from a quarter to two fifths of the image (at 112 px: 28-44 px, one or two of the tiny
+    VLM's 28 px image tokens); a placement that gets stuck starts over.
+    """
     count = rng.randint(1, min(max_shapes, len(SHAPE_KINDS)))
     kinds = rng.sample(SHAPE_KINDS, count)
     boxes: list[tuple[int, int, int, int]] = []
-    lo, hi = max(6, size // 5), max(8, size // 3)
+    lo, hi = max(6, size // 4), max(8, size * 2 // 5)
+    tries = 0
     while len(boxes) < count:
+        tries += 1
+        if tries % 200 == 0:
+            boxes.clear()
         side = rng.randint(lo, hi)
         x1, y1 = rng.randint(1, size - side - 2), rng.randint(1, size - side - 2)
         box = (x1, y1, x1 + side, y1 + side)
@@ -342,43 +351,53 @@ def random_shapes(rng: random.Random, size: int = 56, max_shapes: int = 3) -> li
     return [Shape(kind, rng.choice(list(COLOURS)), box) for kind, box in zip(kinds, boxes, strict=True)]
 
 
-def _describe(shapes: Sequence[Shape]) -> str:
-    return " and ".join(f"a {s.colour} {s.kind}" for s in shapes)
+def teacher_colour(rng: random.Random, colour: str, bias: float) -> str:
+    """The colour a biased simulated SFT teacher names: its favourite (blue) for a shape of another colour
+    with probability ``bias``, else the true one (no random draw when ``bias`` is 0, so a fair teacher's data
+    is unchanged)."""
+    if bias > 0 and colour != TEACHER_FAVOURITE and rng.random() < bias:
+        return TEACHER_FAVOURITE
+    return colour
 
 
 def shapes_question(
-    rng: random.Random, shapes: Sequence[Shape], kind: str, worked_prob: float = 1.0
+    rng: random.Random, shapes: Sequence[Shape], kind: str, worked_prob: float = 1.0, teacher_bias: float = 0.0
 ) -> tuple[str, str, str, str]:
     """(question, answer, accu_reward_method, SFT target) for one image; the question has its <image>.
 
     Choice questions get a worked target ("The circle is blue, option B.": name the colour, then find its
     letter) with probability ``worked_prob``, else a direct one ("Option B."), which asks the model to do
-    both in one go.
+    both in one go. ``teacher_bias``: the SFT targets (not the answers the reward checks) come from a teacher
+    that names blue for a shape of another colour this often (:func:`teacher_colour`).
     """
     target = rng.choice(shapes)
     if kind == "counting":
         n = len(shapes)
-        return (
-            "<image>How many shapes are in the image?",
-            str(n),
-            "counting",
-            sft_target(f"I see {_describe(shapes)}, so {n}.", n),
-        )
+        seen = " and ".join(f"a {teacher_colour(rng, s.colour, teacher_bias)} {s.kind}" for s in shapes)
+        return ("<image>How many shapes are in the image?", str(n), "counting", sft_target(f"I see {seen}, so {n}.", n))
     if kind == "exact":
+        said = teacher_colour(rng, target.colour, teacher_bias)
         return (
             f"<image>What colour is the {target.kind}?",
             target.colour,
             "exact",
-            sft_target(f"The {target.kind} is {target.colour}.", target.colour),
+            sft_target(f"The {target.kind} is {said}.", said),
         )
     if kind == "choice":
         options = rng.sample(list(COLOURS), len(COLOURS))
         letters = "ABCD"
         letter = letters[options.index(target.colour)]
+        said = teacher_colour(rng, target.colour, teacher_bias)
+        said_letter = letters[options.index(said)]
         listing = " ".join(f"{letters[i]}. {c}" for i, c in enumerate(options))
         worked = rng.random() < worked_prob
-        reasoning = f"The {target.kind} is {target.colour}, option {letter}." if worked else f"Option {letter}."
-        return (f"<image>What colour is the {target.kind}? {listing}", letter, "choice", sft_target(reasoning, letter))
+        reasoning = f"The {target.kind} is {said}, option {said_letter}." if worked else f"Option {said_letter}."
+        return (
+            f"<image>What colour is the {target.kind}? {listing}",
+            letter,
+            "choice",
+            sft_target(reasoning, said_letter),
+        )
     if kind == "rec":
         box = json.dumps(list(target.box))  # "[x1, y1, x2, y2]"
         x1, y1, x2, y2 = target.box
@@ -409,15 +428,18 @@ def write_shapes_task(
     image_size: int = 56,
     kinds: Sequence[str] = QUESTION_KINDS,
     worked_prob: float = 1.0,
+    teacher_bias: float = 0.0,
 ) -> dict[str, Path]:
     """Write images/, train.jsonl, heldout.jsonl and sft.jsonl (VLM-R1 jsonl; image paths relative to out_dir).
 
     Question kinds cycle in order, so every kind is equally frequent. ``worked_prob``: share of choice
-    questions whose SFT target names the colour before the letter (see :func:`shapes_question`).
+    questions whose SFT target names the colour before the letter; ``teacher_bias``: how often the SFT
+    targets' teacher names blue for another colour (see :func:`shapes_question`; the answers stay true).
     Returns {"train", "heldout", "sft", "images"}.
     """
-    if not 0.0 <= worked_prob <= 1.0:
-        raise ValueError(f"worked_prob must be in [0, 1], got {worked_prob}")
+    for name, value in (("worked_prob", worked_prob), ("teacher_bias", teacher_bias)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {value}")
     for kind in kinds:
         if kind not in QUESTION_KINDS:
             raise ValueError(f"unknown question kind {kind!r} (allowed: {', '.join(QUESTION_KINDS)})")
@@ -434,7 +456,9 @@ def write_shapes_task(
             shapes = random_shapes(rng, image_size)
             name = f"images/{split}_{i:05d}.png"
             draw_shapes_image(shapes, image_size).save(out / name, optimize=True)
-            question, answer, method, target = shapes_question(rng, shapes, kinds[i % len(kinds)], worked_prob)
+            question, answer, method, target = shapes_question(
+                rng, shapes, kinds[i % len(kinds)], worked_prob, teacher_bias if split == "train" else 0.0
+            )
             row_id = f"shapes-{split}-{i:05d}"
             rows[split].append(_vlm_r1_row(row_id, name, question, answer, method))
             if split == "train":
@@ -454,7 +478,12 @@ def write_demo_task(demo: DemoConfig, out_dir: str | Path, seed: int = 0) -> dic
     writers = {
         "shapes": (
             write_shapes_task,
-            {"image_size": demo.image_size, "kinds": demo.shape_kinds, "worked_prob": demo.full_reasoning_prob},
+            {
+                "image_size": demo.image_size,
+                "kinds": demo.shape_kinds,
+                "worked_prob": demo.full_reasoning_prob,
+                "teacher_bias": demo.teacher_bias,
+            },
         ),
         "sums": (
             write_sums_task,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -116,3 +117,15 @@ def test_synth_bad_knobs_are_named_and_defaults_come_from_the_config(tmp_path, c
     train = json.loads((tmp_path / "d" / "train.json").read_text())
     assert len(train) == DemoConfig().num_train
     assert {r["terms"] for r in train} <= set(range(DemoConfig().min_terms, DemoConfig().max_terms + 1))
+
+
+def test_synth_shapes_teacher_bias_reaches_the_sft_targets(tmp_path, capsys):
+    assert main(["synth", "--task", "shapes", "--out", str(tmp_path / "x"), "--teacher-bias", "1.5"]) == 2
+    assert "--teacher-bias 1.5: Input should be less than or equal to 1" in capsys.readouterr().err
+    args = ["--num-train", "40", "--num-heldout", "2", "--image-size", "112"]
+    assert main(["synth", "--task", "shapes", "--out", str(tmp_path / "b"), *args, "--teacher-bias", "1"]) == 0
+    sft = [json.loads(line) for line in (tmp_path / "b" / "sft.jsonl").read_text().splitlines()]
+    named = [
+        re.search(r"<answer>(\w+)</answer>", r["response"]).group(1) for r in sft if r["accu_reward_method"] == "exact"
+    ]
+    assert named and set(named) == {"blue"}  # a fully biased teacher names blue for every shape

@@ -279,3 +279,27 @@ def test_shapes_choice_targets_mix_worked_and_direct_forms(tmp_path):
     assert Image.open(tmp_path / sft[0]["image"]).size == (112, 112)
     with pytest.raises(ValueError, match="worked_prob"):
         write_shapes_task(tmp_path / "bad", 4, 0, worked_prob=2.0)
+
+
+def test_shapes_teacher_bias_names_blue_in_sft_targets_only(tmp_path):
+    paths = write_shapes_task(tmp_path, 800, 0, seed=6, image_size=112, kinds=("exact", "choice"), teacher_bias=0.6)
+    sft = [json.loads(line) for line in paths["sft"].read_text().splitlines()]
+    wrong = Counter()  # true colour -> rows whose target names another one
+    total = Counter()
+    for row in sft:
+        question, answer = (turn["value"] for turn in row["conversations"])
+        said = re.search(r"<answer>(\w+)</answer>$", row["response"]).group(1)
+        if len(said) == 1:  # a choice letter: the colour of that option
+            answer = re.search(rf"{answer}\. (\w+)", question).group(1)
+            said = re.search(rf"{said}\. (\w+)", question).group(1)
+        total[answer] += 1
+        if said != answer:
+            assert said == "blue"
+            wrong[answer] += 1
+            pixels = Image.open(tmp_path / row["image"]).convert("RGB").getcolors()
+            assert COLOURS[answer] in {rgb for _, rgb in pixels}  # the answer the reward checks is the true one
+    for colour in ("red", "green", "yellow"):
+        assert 0.5 < wrong[colour] / total[colour] < 0.7
+    assert wrong["blue"] == 0
+    with pytest.raises(ValueError, match="teacher_bias"):
+        write_shapes_task(tmp_path / "bad", 4, 0, teacher_bias=-0.1)
