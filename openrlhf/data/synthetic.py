@@ -432,7 +432,7 @@ def write_shapes_task(
 ) -> dict[str, Path]:
     """Write images/, train.jsonl, heldout.jsonl and sft.jsonl (VLM-R1 jsonl; image paths relative to out_dir).
 
-    Question kinds cycle in order, so every kind is equally frequent. ``worked_prob``: share of choice
+    Question kinds cycle in order (repeat a kind to weight it). ``worked_prob``: share of choice
     questions whose SFT target names the colour before the letter; ``teacher_bias``: how often the SFT
     targets' teacher names blue for another colour (see :func:`shapes_question`; the answers stay true).
     Returns {"train", "heldout", "sft", "images"}.
