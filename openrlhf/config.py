@@ -92,24 +92,39 @@ class DataConfig(Section):
 
 class RolloutConfig(Section):
     backend: Literal["auto", "hf", "vllm"] = "auto"
-    n_samples_per_prompt: int = Field(4, ge=1)
-    temperature: float = Field(1.0, ge=0.0)
+    n_samples_per_prompt: int = Field(4, ge=1, le=16384, description="samples per prompt (vLLM's limit: 16384)")
+    temperature: float = Field(1.0, ge=0.0, le=2.0, description="0: greedy; vLLM refuses above 2")
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int = Field(-1, ge=-1, description="-1: off")
     max_new_tokens: int = Field(64, ge=1)
     generate_batch_size: int = Field(64, ge=1, description="HF engine: sequences per generate call")
-    weight_sync: Literal["auto", "object_store", "broadcast"] = Field(
+    weight_sync: Literal["auto", "ipc", "object_store", "broadcast"] = Field(
         "auto",
-        description="policy -> engines: broadcast (torch.distributed group, parameter by parameter; NCCL for vLLM, "
-        "gloo on CPU) or the Ray object store; auto: broadcast for vLLM, object store for HF",
+        description="policy -> engines: ipc (colocated: each policy rank shares a buffer on its own device, CUDA "
+        "IPC or shared memory), broadcast (torch.distributed group, parameter by parameter; NCCL for vLLM, gloo "
+        "on CPU) or the Ray object store; auto: ipc with train.colocate_all, else broadcast for vLLM and the "
+        "object store for HF",
     )
+
+    @model_validator(mode="after")
+    def _check_sampling(self) -> RolloutConfig:
+        if self.top_k == 0:
+            raise ValueError("rollout.top_k=0 is not a sampler setting: -1 turns top-k off, k >= 1 keeps k tokens")
+        if self.n_samples_per_prompt > 1 and self.temperature == 0:
+            raise ValueError(
+                f"rollout.n_samples_per_prompt={self.n_samples_per_prompt} with rollout.temperature=0: greedy "
+                "decoding gives n identical samples (vLLM refuses n > 1 when greedy); set a temperature > 0"
+            )
+        return self
 
 
 class VllmConfig(Section):
     num_engines: int = Field(1, ge=1, description="rollout engines (vLLM; the HF backend uses the same count)")
     tensor_parallel_size: int = Field(1, ge=1)
     gpu_memory_utilization: float = Field(0.5, gt=0.0, le=1.0)
-    enable_sleep: bool = False
+    enable_sleep: bool = Field(
+        False, description="colocated engines free their GPU memory (weights, KV cache) while the policy trains"
+    )
     enable_prefix_caching: bool = True
     enforce_eager: bool = False
     max_model_len: int = Field(0, ge=0, description="0: prompt_max_len + max_new_tokens")
@@ -250,6 +265,11 @@ class DeepSpeedConfig(Section):
     adam_offload: bool = False
     gradient_checkpointing: bool = False
     bf16: bool = Field(False, description="bf16 on GPU; CPU runs use fp32")
+    enable_sleep: bool = Field(
+        False,
+        description="colocated: offload DeepSpeed's parameters and optimizer states to host memory while the "
+        "engines generate (OpenRLHF's --ds.enable_sleep)",
+    )
 
 
 class CheckpointConfig(Section):
@@ -257,6 +277,18 @@ class CheckpointConfig(Section):
     keep: int = Field(2, ge=1)
     load_enable: bool = False
     path: str = Field("", description="empty: <output_dir>/ckpt")
+
+
+class PlanConfig(Section):
+    """The placement and memory planner (openrlhf/planner.py), run before any placement group."""
+
+    model_size: str = Field(
+        "", description="parameters of the policy, e.g. 7B or 135M; empty: counted from the checkpoint's config.json"
+    )
+    cluster: str = Field(
+        "", description="NODESxGPUSxGB (e.g. 1x8x80) to plan for offline; empty: the Ray cluster's resources"
+    )
+    enforce: bool = Field(True, description="refuse a run whose plan does not fit before any worker starts")
 
 
 class LoggerConfig(Section):
@@ -331,11 +363,22 @@ class Config(Section):
     logger: LoggerConfig = LoggerConfig()
     sft: SFTConfig = SFTConfig()
     demo: DemoConfig = DemoConfig()
+    plan: PlanConfig = PlanConfig()
 
     @model_validator(mode="after")
     def _check_cross_fields(self) -> Config:
         if self.reward.remote_url and self.reward.reward_func:
             raise ValueError("reward.remote_url and reward.reward_func are exclusive: set one")
+        if self.ds.enable_sleep and self.ds.adam_offload:
+            raise ValueError(
+                "ds.enable_sleep with ds.adam_offload: the optimizer states already live in host memory and "
+                "DeepSpeed cannot move offloaded states again; drop one of them"
+            )
+        if self.rollout.weight_sync == "ipc" and not self.train.colocate_all:
+            raise ValueError(
+                "rollout.weight_sync=ipc shares the policy's device memory with the engines: it needs "
+                "train.colocate_all (engines on their own devices use broadcast or object_store)"
+            )
         if self.actor.lora.rank > 0 and self.ds.zero_stage == 3:
             raise ValueError(
                 "actor.lora.rank > 0 needs ds.zero_stage <= 2 (LoRA merging of ZeRO-3 shards is not supported)"

@@ -6,6 +6,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PIP="python -m pip"
 
+# GPU machine (INSTALL_GPU=1): vllm==0.33.0 pins torch==2.14.0, so that torch goes in first, as the CUDA build:
+# the plain PyPI wheel for Linux x86_64 is one (TORCH_INDEX_URL=https://download.pytorch.org/whl/cuXYZ picks
+# another CUDA build). A torch of another version, or a CPU-only build, is uninstalled first: pip would take a
+# 2.14.0+cpu as satisfying torch==2.14.0. flash-attn builds from its sdist with --no-build-isolation (below)
+# against this torch, and its setup.py imports packaging, psutil, ninja and wheel: they are installed here too.
+# tests/test_gpu_install.py checks that this pin equals the one in vLLM's wheel metadata.
+if [ "${INSTALL_GPU:-0}" = 1 ]; then
+  TORCH_GPU=2.14.0
+  have=$(python -c "import torch; print(torch.__version__.split('+')[0] + ('' if torch.version.cuda else '+cpu'))" \
+    2>/dev/null || true)
+  if [ "$have" != "$TORCH_GPU" ]; then
+    if [ -n "$have" ]; then echo "[install] replacing torch $have"; $PIP uninstall -y torch; fi
+    echo "[install] torch==$TORCH_GPU, CUDA build (the torch vllm==0.33.0 pins)"
+    $PIP install "torch==$TORCH_GPU" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
+  fi
+  $PIP install packaging psutil ninja wheel
+fi
+
 if ! python -c "import torch" 2>/dev/null; then
   echo "[install] torch 2.13.0 (install it yourself first to pick another build)"
   $PIP install torch==2.13.0

@@ -11,5 +11,7 @@ ray job submit --address "$ADDRESS" --working-dir . -- \
   --actor.model_name_or_path "${MODEL:-/models/Qwen2.5-VL-3B-Instruct}" \
   --data.train_paths "[${DATA:-/data/train.jsonl}]" \
   --reward.remote_url "[${REWARD_URL:-http://127.0.0.1:5000/get_reward}]" \
-  --rollout.backend vllm --vllm.num_engines 4 --vllm.tensor_parallel_size 1 \
-  --actor.num_gpus_per_node 4 --train.colocate_actor_ref "$@"
+  --rollout.backend vllm "$@"
+# configs/grpo.yaml is the hybrid engine on one node of 8 GPUs (policy, reference and 8 vLLM engines colocated,
+# weights by CUDA IPC, both sides sleeping in turn). The planner checks the layout before any worker starts;
+# see it without a cluster: openrlhf-train --config configs/grpo.yaml --plan --plan-cluster 1x8x80

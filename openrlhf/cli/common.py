@@ -16,12 +16,67 @@ def default_config_path(name: str) -> str | None:
     return str(path) if path.is_file() else None
 
 
-def run_with_config(
-    command: str, run: Callable[[Config], object], argv: list[str] | None = None, default_config: str | None = None
-) -> int:
-    """Parse the config, print it if asked, run; turn expected failures into a message and exit code."""
-    from openrlhf.trainer.driver import TrainingStopped
+# ``--plan-cluster X`` / ``--plan-model-size X`` are spelled-out aliases of ``--plan.cluster`` / ``--plan.model_size``.
+PLAN_ALIASES = {"--plan-cluster": "--plan.cluster", "--plan-model-size": "--plan.model_size"}
 
+
+def split_plan_args(argv: list[str]) -> tuple[list[str], bool]:
+    """Take ``--plan`` out of ``argv`` and rewrite the ``--plan-*`` aliases; returns (argv, plan_requested)."""
+    out: list[str] = []
+    requested = False
+    for arg in argv:
+        name, eq, value = arg.partition("=")
+        if arg == "--plan":
+            requested = True
+        elif name in PLAN_ALIASES:
+            out.append(PLAN_ALIASES[name] + eq + value)
+        else:
+            out.append(arg)
+    return out, requested
+
+
+def print_plan(command: str, cfg: Config) -> int:
+    """``--plan``: print the placement and memory plan; 0 if it fits, 1 if not (problems on stderr), 2 for a
+    bad plan.cluster / plan.model_size. Ray is not started when plan.cluster is given."""
+    from openrlhf.plan import check_plan, format_plan, parse_cluster_spec, parse_model_size
+
+    try:
+        if cfg.plan.cluster:
+            parse_cluster_spec(cfg.plan.cluster)
+        if cfg.plan.model_size:
+            parse_model_size(cfg.plan.model_size)
+    except ValueError as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return 2
+    unenforced = cfg.model_copy(update={"plan": cfg.plan.model_copy(update={"enforce": False})})
+    try:
+        plan = check_plan(unenforced)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"{command}: error: {exc}", file=sys.stderr)
+        return 1
+    print(format_plan(plan))
+    for problem in plan.problems:
+        print(f"{command}: {problem}", file=sys.stderr)
+    return 0 if plan.fits else 1
+
+
+def run_with_config(
+    command: str,
+    run: Callable[[Config], object],
+    argv: list[str] | None = None,
+    default_config: str | None = None,
+    *,
+    allow_plan: bool = False,
+) -> int:
+    """Parse the config, print it if asked, run; turn expected failures into a message and exit code.
+
+    ``allow_plan``: accept ``--plan`` (print the placement and memory plan instead of running) and the
+    ``--plan-cluster`` / ``--plan-model-size`` aliases.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    want_plan = False
+    if allow_plan:
+        argv, want_plan = split_plan_args(argv)
     try:
         cfg, print_config = load_config(argv, default_config=default_config)
     except ConfigError as exc:
@@ -30,6 +85,10 @@ def run_with_config(
     if print_config:
         print(dump_config(cfg), end="")
         return 0
+    if want_plan:
+        return print_plan(command, cfg)
+    from openrlhf.trainer.driver import TrainingStopped
+
     try:
         run(cfg)
     except TrainingStopped as exc:

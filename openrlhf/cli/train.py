@@ -3,6 +3,7 @@
 openrlhf-train                                   # configs/demo_text.yaml: tiny LM, SFT warm start, GRPO
 openrlhf-train --config configs/grpo.yaml --actor.model_name_or_path DIR --vllm.num_engines 4
 ray job submit --working-dir . -- openrlhf-train --config ...
+openrlhf-train --config configs/grpo.yaml --plan --plan-cluster 1x8x80 --plan-model-size 7B   # plan, don't run
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ def _run(cfg: Config) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_with_config("openrlhf-train", _run, argv, default_config=default_config_path("demo_text.yaml"))
+    return run_with_config(
+        "openrlhf-train", _run, argv, default_config=default_config_path("demo_text.yaml"), allow_plan=True
+    )
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ def make_engine(cfg: Config):
             min_pixels=cfg.data.min_pixels,
             max_pixels=cfg.data.max_pixels,
             trust_remote_code=cfg.actor.trust_remote_code,
+            in_placement_group=False,  # no Ray here: with TP > 1 vLLM starts its own worker processes
         )
     from openrlhf.rollout.hf_engine import HFRolloutEngine
 

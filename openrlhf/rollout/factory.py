@@ -8,21 +8,28 @@ from openrlhf.config import Config
 from openrlhf.rollout.vllm_engine import INSTALL_HINT, vllm_available
 
 
-def _cuda_available() -> bool:
-    import torch
+def _cluster_has_gpus() -> bool:
+    from openrlhf.workers.distributed import cluster_gpu_count
 
-    return torch.cuda.is_available()
+    return cluster_gpu_count() > 0
 
 
 def resolve_backend(cfg: Config) -> Literal["hf", "vllm"]:
-    """``rollout.backend``: hf | vllm | auto (vLLM when CUDA and vLLM are both there, else HF)."""
+    """``rollout.backend``: hf | vllm | auto (vLLM when the cluster has GPUs and vLLM imports, else HF).
+
+    GPUs are counted in the Ray cluster (``ray.cluster_resources()``) when connected, so a driver on a
+    GPU-less head node still picks vLLM for GPU workers.
+    """
     choice = cfg.rollout.backend
     if choice == "hf":
         return "hf"
-    cuda, has_vllm = _cuda_available(), vllm_available()
+    cuda, has_vllm = _cluster_has_gpus(), vllm_available()
     if choice == "vllm":
         if not cuda:
-            raise RuntimeError("rollout.backend=vllm needs a CUDA GPU and none is visible; use rollout.backend=hf")
+            raise RuntimeError(
+                "rollout.backend=vllm needs CUDA GPUs and the cluster has none (ray.cluster_resources() or, "
+                "without Ray, this machine); use rollout.backend=hf"
+            )
         if not has_vllm:
             raise ImportError(INSTALL_HINT)
         return "vllm"
@@ -44,6 +51,11 @@ def _strategy(placement_group: Any, bundle_index: int | None) -> Any:
         placement_group_bundle_index=-1 if bundle_index is None else bundle_index,
         placement_group_capture_child_tasks=True,
     )
+
+
+def engine_bundle_count(cfg: Config, backend: str) -> int:
+    """Bundles the rollout engines take: ``tensor_parallel_size`` each with vLLM (one per TP worker), one with HF."""
+    return cfg.vllm.num_engines * (cfg.vllm.tensor_parallel_size if backend == "vllm" else 1)
 
 
 def engine_bundles(num_engines: int, bundles_per_engine: int, bundle_indices: list[int] | None) -> list[list[int]]:
@@ -79,7 +91,7 @@ def _create_hf_engines(cfg: Config, placement_group: Any, bundle_indices: list[i
     from openrlhf.rollout.hf_engine import hf_rollout_actor_class
 
     actor_cls = hf_rollout_actor_class()
-    gpus = 1.0 if _cuda_available() else 0.0
+    gpus = 1.0 if _cluster_has_gpus() else 0.0
     bundles = engine_bundles(cfg.vllm.num_engines, 1, bundle_indices) if placement_group is not None else None
     engines = []
     for i in range(cfg.vllm.num_engines):

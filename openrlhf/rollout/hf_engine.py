@@ -135,6 +135,7 @@ class HFRolloutEngine(RolloutEngine):
         self.banned_ids = vision_placeholder_ids(self.tokenizer) if self.processor is not None else []
         self._sync_group: SyncGroup | None = None
         self._asleep = False
+        self.sleeps = self.wakes = 0
 
     # ------------------------------------------------------------------ info
 
@@ -302,19 +303,45 @@ class HFRolloutEngine(RolloutEngine):
     def close_weight_sync_group(self) -> None:
         self._sync_group = None
 
+    @torch.no_grad()
+    def update_weights_from_ipc(self, by_device: dict[str, Any]) -> int:
+        """Colocated with a policy rank: load the weights it shared on this engine's device (ipc_weights)."""
+        from openrlhf.rollout.ipc_weights import open_ipc_weights, pick_payload
+
+        payload = pick_payload(by_device, self.device)
+        index = self.device.index if self.device.type == "cuda" else None
+        count = load_named_tensors(self.model, open_ipc_weights(payload, index))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return count
+
     # ------------------------------------------------------------------ memory
 
-    def sleep(self) -> None:
-        """On GPU, move the weights to host memory while colocated training runs; a no-op on CPU."""
-        if self.device.type == "cuda" and not self._asleep:
-            self.model.to("cpu")
-            torch.cuda.empty_cache()
-            self._asleep = True
-
-    def wake_up(self) -> None:
+    def sleep(self, level: int = 1) -> bool:
+        """Colocated training is about to run: on GPU move the weights to host memory (vLLM's level-1 sleep
+        frees the same); on the CPU there is nothing to free. Returns whether memory moved."""
         if self._asleep:
+            return False
+        self._asleep = True
+        self.sleeps += 1
+        if self.device.type != "cuda":
+            return False
+        self.model.to("cpu")
+        torch.cuda.empty_cache()
+        return True
+
+    def wake_up(self, tags: list[str] | None = None) -> bool:
+        """Back on the device before loading weights or generating (``tags`` as vLLM's; HF has one state)."""
+        if not self._asleep:
+            return False
+        self._asleep = False
+        self.wakes += 1
+        if self.device.type == "cuda":
             self.model.to(self.device)
-            self._asleep = False
+        return True
+
+    def memory_state(self) -> dict[str, Any]:
+        return {"asleep": self._asleep, "sleeps": self.sleeps, "wakes": self.wakes}
 
     def ping(self) -> bool:
         return True

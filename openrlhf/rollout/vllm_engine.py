@@ -1,37 +1,48 @@
-"""The vLLM rollout engine (CUDA only), written against vLLM 0.33 (``pip install ".[gpu]"``).
+"""The vLLM rollout engine (CUDA only), written against vLLM 0.33.0 (``pip install ".[gpu]"``).
 
 NOT RUN HERE: the machines this project is developed and tested on have no GPU and vLLM has no CPU
-wheel, so :class:`VLLMRolloutEngine` has never been executed. What does run in the test suite are the
-pure pieces below (request distribution, sampling-param translation, prompt building, output
-conversion, engine arguments) and the worker extension's weight receiving over a real gloo group
-(:mod:`openrlhf.rollout.vllm_worker`). vLLM is imported only when an engine is created, so importing
-this module works without it.
+wheel, so :class:`VLLMRolloutEngine` has never been executed. What runs in the test suite: the pure
+pieces below (sampling-param translation, prompt building, output conversion, engine arguments) and the
+worker extension (:mod:`openrlhf.rollout.vllm_worker`); tests/rollout/test_vllm_contract.py checks them
+against the real vLLM 0.33.0 wheel (its ``SamplingParams``, ``EngineArgs``, msgpack encoder/decoder,
+prompt-update code, and the sources of ``LLM`` and the GPU worker). vLLM is imported only when an engine
+is created, so importing this module works without it.
 
 How it uses vLLM:
 - ``LLM(model, tensor_parallel_size, gpu_memory_utilization, enable_sleep_mode, enable_prefix_caching,
   worker_extension_cls=WeightSyncWorkerExtension, logprobs_mode="processed_logprobs", ...)``; tensor
   parallelism runs on Ray (``distributed_executor_backend="ray"``), its workers placed on the bundles
   named by ``VLLM_RAY_BUNDLE_INDICES`` of the placement group the engine actor was scheduled in.
-- Image rows are ``{"prompt": text, "multi_modal_data": {"image": [...]}}`` with the processor's
-  ``min_pixels`` / ``max_pixels`` passed as ``mm_processor_kwargs``; text rows are token-id prompts.
+- Every prompt is token ids: the driver's own tokenisation (:func:`vllm_prompt`). Image rows carry their
+  images and one ``<|image_pad|>`` per image, which vLLM expands back to the driver's ids.
 - ``SamplingParams(logprobs=0)`` returns the sampled token's log-prob. With ``processed_logprobs`` that is
   log_softmax(z / T) after top-k / top-p, which equals the HF engine's (untruncated) definition whenever
   top_p = 1 and top_k = -1; with truncation on, vLLM's values are those of the renormalised truncated
   distribution (a warning is logged). See :mod:`openrlhf.rollout.sampler_logprobs`.
+- Each request has its own seed (:func:`openrlhf.rollout.dispatch.derive_seed`).
 - Weight updates go to every worker through ``collective_rpc``; the prefix cache is reset after each.
+  ``LLM.collective_rpc`` msgpack-encodes its arguments to the engine-core process, which decodes them
+  *untyped* (vllm/v1/engine/core_client.py ``SyncMPClient.call_utility`` ->
+  vllm/v1/engine/core.py ``process_input_sockets``, ``generic_decoder``): a tensor arrives as a
+  ``[dtype, shape, data]`` list whose data is lost when it was sent as a separate frame (>= 256 bytes),
+  tuples arrive as lists. So nothing here sends tensors: weights go as plain records
+  (:func:`openrlhf.rollout.vllm_worker.weight_record`), the broadcast meta and the IPC payloads are plain
+  values, and the worker rebuilds tensors from them.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.metadata
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from openrlhf.models.vlm_inputs import IMAGE_TOKEN
 from openrlhf.rollout.base import GenerationOutput, GenerationRequest, RolloutEngine, SamplingParams
 from openrlhf.rollout.decoding import decode_response, eos_token_ids, trim_at_eos, vision_placeholder_ids
-from openrlhf.rollout.dispatch import distribute_requests  # noqa: F401  (re-exported: prompts over engines)
+from openrlhf.rollout.dispatch import derive_seed, distribute_requests  # noqa: F401  (re-exported)
+from openrlhf.rollout.vllm_worker import WeightRecord, weight_record
 from openrlhf.rollout.weight_sync import NamedTensors, WeightMeta
 
 logger = logging.getLogger(__name__)
@@ -39,6 +50,11 @@ logger = logging.getLogger(__name__)
 VLLM_VERSION = "0.33.0"
 BANNED_LOGIT_BIAS = -100.0
 WORKER_EXTENSION = "openrlhf.rollout.vllm_worker.WeightSyncWorkerExtension"
+# What vLLM's wake_up(tags=...) understands: the executor's SLEEP_TAGS (vllm/v1/executor/abstract.py). An
+# unknown tag is only logged there and the engine stays asleep (its scheduler paused), so it is refused here.
+VLLM_WAKE_TAGS = ("weights", "kv_cache")
+# Object-store weight updates: at most this many bytes of weight records per collective_rpc call.
+RPC_BUCKET_BYTES = 256 * 1024 * 1024
 INSTALL_HINT = (
     f'the vllm rollout backend needs vLLM {VLLM_VERSION} on a CUDA machine: pip install ".[gpu]"; '
     "on a machine without a GPU use --rollout.backend hf"
@@ -46,11 +62,22 @@ INSTALL_HINT = (
 
 
 def vllm_available() -> bool:
-    return importlib.util.find_spec("vllm") is not None
+    """Whether a vLLM distribution is installed (pip metadata), not merely a ``vllm`` package importable.
+
+    The contract tests import modules of the unpacked CUDA wheel (no compiled parts) into the test
+    process; that must not make this process look like it can build engines.
+    """
+    try:
+        importlib.metadata.distribution("vllm")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def require_vllm() -> Any:
     """Import vLLM, or fail with the install command."""
+    if not vllm_available():
+        raise ImportError(INSTALL_HINT)
     try:
         import vllm
     except ImportError as exc:
@@ -67,11 +94,12 @@ def vllm_sampling_kwargs(
     stop_token_ids: Sequence[int] | None = None,
     banned_token_ids: Sequence[int] | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments of ``vllm.SamplingParams`` for one request.
+    """Keyword arguments of ``vllm.SamplingParams`` for request ``request_index`` of one engine call.
 
-    The seed is offset by the request index: vLLM seeds each request separately, and equal seeds would
-    give every prompt the same random stream. Detokenisation is off: texts are decoded by
-    :func:`decode_response`, exactly as the HF engine does. ``stop_token_ids`` (the eos ids the HF
+    The seed is derived from ``params.seed`` (the engine's seed for this step, see
+    :func:`openrlhf.rollout.dispatch.engine_params`) and the request index with a hash, so every prompt
+    has its own stream; vLLM gives its n samples ``seed + 0 .. seed + n - 1``. Detokenisation is off:
+    texts are decoded by :func:`decode_response`, exactly as the HF engine does. ``stop_token_ids`` (the eos ids the HF
     engine stops at) make both engines stop on the same tokens. ``banned_token_ids`` (a VLM's image/video
     placeholders) get a logit bias of -100, so they are never sampled (the HF engine bans them the same way).
     """
@@ -85,7 +113,7 @@ def vllm_sampling_kwargs(
         "top_p": float(params.top_p),
         "top_k": int(params.top_k),
         "max_tokens": int(params.max_new_tokens),
-        "seed": None if params.seed is None else int(params.seed) + request_index,
+        "seed": derive_seed(params.seed, "prompt", request_index),
         "logprobs": 0,
         "detokenize": False,
         "skip_special_tokens": False,
@@ -98,15 +126,49 @@ def truncation_changes_logprobs(params: SamplingParams) -> bool:
     return params.temperature > 0 and (params.top_p < 1.0 or params.top_k > 0)
 
 
-def vllm_prompt(request: GenerationRequest, index: int = 0) -> dict[str, Any]:
-    """A vLLM prompt: token ids for text rows; text plus images (in order) for image rows."""
-    if request.images:
-        if not request.prompt_text:
-            raise ValueError(f"request {index}: an image row needs prompt_text (the chat-templated prompt)")
-        return {"prompt": request.prompt_text, "multi_modal_data": {"image": list(request.images)}}
+def collapse_image_placeholders(token_ids: Sequence[int], image_pad_id: int) -> tuple[list[int], int]:
+    """The ids with every run of ``image_pad_id`` cut to one token; returns (ids, number of runs)."""
+    out: list[int] = []
+    runs = 0
+    for token in token_ids:
+        token = int(token)
+        if token == image_pad_id:
+            if out and out[-1] == image_pad_id:
+                continue
+            runs += 1
+        out.append(token)
+    return out, runs
+
+
+def vllm_prompt(request: GenerationRequest, index: int = 0, image_pad_id: int | None = None) -> dict[str, Any]:
+    """A vLLM prompt carrying exactly the driver's tokens: ``{"prompt_token_ids": ids}`` (+ the images).
+
+    Text rows send the driver's ids as they are. Image rows: the driver's ids
+    (:meth:`openrlhf.trainer.experience_maker.PromptEncoder.encode`) hold each image's placeholders
+    already expanded (``<|image_pad|>`` x grid_t*grid_h*grid_w / merge_size^2). vLLM 0.33 does not detect
+    expanded placeholders: for a token prompt with ``multi_modal_data`` it always applies the model's
+    prompt updates to the ids it is given (vllm/multimodal/processing/processor.py,
+    ``BaseMultiModalProcessor.apply`` -> ``_maybe_apply_prompt_updates`` -> ``_apply_prompt_updates``;
+    renderers/base.py ``_process_tokens`` hands the ids over unchanged), and Qwen2(.5)-VL's update
+    replaces the next single ``<|image_pad|>`` of each image with ``grid.prod() // merge_size**2`` of them
+    (model_executor/models/qwen2_5_vl.py and qwen2_vl.py ``_get_prompt_updates``). Expanded ids would
+    come out with ``2N - 1`` placeholders per image. So each run is cut back to one placeholder here,
+    and vLLM's expansion (same image processor and ``min_pixels`` / ``max_pixels``) restores the
+    driver's ids token for token; :func:`convert_request_output` checks that on every output.
+    """
     if not request.prompt_token_ids:
         raise ValueError(f"request {index}: empty prompt_token_ids")
-    return {"prompt_token_ids": [int(t) for t in request.prompt_token_ids]}
+    ids = [int(t) for t in request.prompt_token_ids]
+    if not request.images:
+        return {"prompt_token_ids": ids}
+    if image_pad_id is None:
+        raise ValueError(f"request {index}: an image row needs the model's {IMAGE_TOKEN} id (a text-only model?)")
+    collapsed, runs = collapse_image_placeholders(ids, int(image_pad_id))
+    if runs != len(request.images):
+        raise ValueError(
+            f"request {index}: prompt_token_ids hold {runs} run(s) of {IMAGE_TOKEN} for {len(request.images)} image(s)"
+        )
+    return {"prompt_token_ids": collapsed, "multi_modal_data": {"image": list(request.images)}}
 
 
 def _sampled_logprobs(completion: Any, token_ids: Sequence[int]) -> list[float]:
@@ -142,15 +204,39 @@ def convert_completion(
     )
 
 
-def convert_request_output(request_output: Any, tokenizer: Any, eos_ids: Sequence[int]) -> list[GenerationOutput]:
-    """One vLLM ``RequestOutput`` (n completions) -> n :class:`GenerationOutput`, in completion order."""
+def convert_request_output(
+    request_output: Any,
+    tokenizer: Any,
+    eos_ids: Sequence[int],
+    expected_prompt_ids: Sequence[int] | None = None,
+) -> list[GenerationOutput]:
+    """One vLLM ``RequestOutput`` (n completions) -> n :class:`GenerationOutput`, in completion order.
+
+    ``expected_prompt_ids``: the driver's ids for this prompt. vLLM's ``prompt_token_ids`` are what the
+    model saw (image placeholders expanded by vLLM); training scores the driver's ids, so the two must
+    be equal, and a difference is an error naming the first position that differs.
+    """
+    seen = [int(t) for t in request_output.prompt_token_ids]
+    if expected_prompt_ids is not None:
+        expected = [int(t) for t in expected_prompt_ids]
+        if seen != expected:
+            pairs = enumerate(zip(seen, expected, strict=False))
+            pos = next((i for i, (a, b) in pairs if a != b), min(len(seen), len(expected)))
+            raise ValueError(
+                f"vLLM saw a different prompt than the driver encoded: {len(seen)} vs {len(expected)} tokens, first "
+                f"difference at position {pos}"
+            )
     completions = sorted(request_output.outputs, key=lambda c: getattr(c, "index", 0))
-    return [convert_completion(c, request_output.prompt_token_ids, tokenizer, eos_ids) for c in completions]
+    return [convert_completion(c, seen, tokenizer, eos_ids) for c in completions]
 
 
-def executor_backend(tensor_parallel_size: int) -> str:
-    """One GPU: vLLM's in-process executor; several: Ray workers on the placement group's bundles."""
-    return "uni" if tensor_parallel_size == 1 else "ray"
+def executor_backend(tensor_parallel_size: int, in_placement_group: bool = True) -> str:
+    """One GPU: vLLM's in-process executor ("uni"). Several: Ray workers on the placement group's bundles
+    ("ray") when the engine is a Ray actor in one (training), else vLLM's own worker processes ("mp"), as for
+    ``openrlhf-eval``, which runs without Ray."""
+    if tensor_parallel_size == 1:
+        return "uni"
+    return "ray" if in_placement_group else "mp"
 
 
 def vllm_engine_kwargs(
@@ -169,8 +255,20 @@ def vllm_engine_kwargs(
     max_pixels: int | None = None,
     max_images_per_prompt: int = 8,
     trust_remote_code: bool = False,
+    in_placement_group: bool = True,
 ) -> dict[str, Any]:
-    """Arguments of ``vllm.LLM`` for a rollout engine."""
+    """Arguments of ``vllm.LLM`` for a rollout engine (each one an ``EngineArgs`` field of vLLM 0.33).
+
+    - ``distributed_executor_backend``: "uni" (in-process worker) or "ray" (one Ray worker per TP rank),
+      both values of vLLM's ``DistributedExecutorBackend``.
+    - ``logprobs_mode="processed_logprobs"`` with ``max_logprobs=1``: the sampled token's log-prob after
+      temperature (and top-k/top-p); requests ask for ``logprobs=0``.
+    - ``enable_sleep_mode``: lets colocated engines ``sleep(level=1)`` / ``wake_up(tags=...)``.
+    - Vision models: ``limit_mm_per_prompt={"image": N, "video": 0}``. vLLM's default is 999 items of every
+      modality the model supports, and its memory profiling reserves encoder room for them; rollouts
+      send images only, so videos are switched off. ``mm_processor_kwargs`` carries the driver's
+      ``min_pixels`` / ``max_pixels`` so vLLM resizes images to the grid the driver's processor used.
+    """
     if tensor_parallel_size < 1:
         raise ValueError(f"vllm.tensor_parallel_size={tensor_parallel_size} must be >= 1")
     if not 0 < gpu_memory_utilization <= 1:
@@ -178,7 +276,7 @@ def vllm_engine_kwargs(
     kwargs: dict[str, Any] = {
         "model": model_path,
         "tensor_parallel_size": tensor_parallel_size,
-        "distributed_executor_backend": executor_backend(tensor_parallel_size),
+        "distributed_executor_backend": executor_backend(tensor_parallel_size, in_placement_group),
         "gpu_memory_utilization": gpu_memory_utilization,
         "enable_sleep_mode": enable_sleep,
         "enable_prefix_caching": enable_prefix_caching,
@@ -193,7 +291,7 @@ def vllm_engine_kwargs(
     if max_model_len:
         kwargs["max_model_len"] = int(max_model_len)
     if multimodal:
-        kwargs["limit_mm_per_prompt"] = {"image": int(max_images_per_prompt)}
+        kwargs["limit_mm_per_prompt"] = {"image": int(max_images_per_prompt), "video": 0}
         mm = {}
         if min_pixels is not None:
             mm["min_pixels"] = int(min_pixels)
@@ -204,10 +302,15 @@ def vllm_engine_kwargs(
     return kwargs
 
 
-def ray_executor_env(tensor_parallel_size: int, bundle_indices: Sequence[int] | None, gpus_per_worker: float) -> dict:
-    """Environment for the engine process: which placement-group bundles vLLM's Ray workers take."""
-    env = {"VLLM_ALLOW_INSECURE_SERIALIZATION": "1"}  # collective_rpc carries tensors and IPC handles
-    if tensor_parallel_size > 1:
+def ray_executor_env(
+    tensor_parallel_size: int, bundle_indices: Sequence[int] | None, gpus_per_worker: float, in_placement_group=True
+) -> dict:
+    """Environment for the engine process: which placement-group bundles vLLM's Ray workers take (none
+    outside a placement group, where vLLM's own processes take the visible GPUs)."""
+    # collective_rpc arguments go through vLLM's msgpack encoder; a CUDA IPC handle holds torch's rebuild
+    # function, the tensor class and a dtype, which only its pickle fallback (this variable) encodes.
+    env = {"VLLM_ALLOW_INSECURE_SERIALIZATION": "1"}
+    if tensor_parallel_size > 1 and in_placement_group:
         if bundle_indices is None or len(bundle_indices) != tensor_parallel_size:
             raise ValueError(
                 f"vLLM engine with tensor_parallel_size={tensor_parallel_size} needs that many bundle indices, "
@@ -249,12 +352,15 @@ class VLLMRolloutEngine(RolloutEngine):
         bundle_indices: Sequence[int] | None = None,
         gpus_per_worker: float = 1.0,
         trust_remote_code: bool = False,
+        in_placement_group: bool = True,
     ) -> None:
+        """``in_placement_group=False``: no Ray around this engine (openrlhf-eval); tensor parallelism then
+        runs on vLLM's own worker processes over the visible GPUs instead of placement-group bundles."""
         vllm = require_vllm()
-        if tensor_parallel_size > 1:
+        if tensor_parallel_size > 1 and in_placement_group:
             # Ray must not narrow CUDA_VISIBLE_DEVICES of this process: vLLM's workers pick their own GPUs.
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-        os.environ.update(ray_executor_env(tensor_parallel_size, bundle_indices, gpus_per_worker))
+        os.environ.update(ray_executor_env(tensor_parallel_size, bundle_indices, gpus_per_worker, in_placement_group))
         self.model_path = model_path
         self.enable_sleep = enable_sleep
         self.multimodal = is_multimodal_checkpoint(model_path, trust_remote_code)
@@ -273,6 +379,7 @@ class VLLMRolloutEngine(RolloutEngine):
             max_pixels=max_pixels,
             max_images_per_prompt=max_images_per_prompt,
             trust_remote_code=trust_remote_code,
+            in_placement_group=in_placement_group,
         )
         self._vllm = vllm
         self.llm = vllm.LLM(**kwargs)
@@ -285,7 +392,9 @@ class VLLMRolloutEngine(RolloutEngine):
             gen_config = None
         self.eos_ids = eos_token_ids(self.tokenizer, gen_config)
         self.banned_ids = vision_placeholder_ids(self.tokenizer) if self.multimodal else []
+        self.image_pad_id = int(self.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)) if self.multimodal else None
         self._warned_truncation = False
+        self._asleep = False
 
     def model_info(self) -> dict[str, Any]:
         return {"backend": "vllm", "model_path": self.model_path, "multimodal": self.multimodal}
@@ -299,21 +408,29 @@ class VLLMRolloutEngine(RolloutEngine):
                 params.top_k,
             )
             self._warned_truncation = True
-        prompts = [vllm_prompt(r, i) for i, r in enumerate(requests)]
+        if self._asleep:
+            self.wake_up()  # a sleeping engine has paused its scheduler: generate would wait forever
+        prompts = [vllm_prompt(r, i, self.image_pad_id) for i, r in enumerate(requests)]
         sampling = [
             self._vllm.SamplingParams(**vllm_sampling_kwargs(params, i, self.eos_ids, self.banned_ids))
             for i in range(len(requests))
         ]
         outputs = self.llm.generate(prompts, sampling, use_tqdm=False)
-        return [convert_request_output(o, self.tokenizer, self.eos_ids) for o in outputs]
+        return [
+            convert_request_output(o, self.tokenizer, self.eos_ids, expected_prompt_ids=r.prompt_token_ids)
+            for o, r in zip(outputs, requests, strict=True)
+        ]
 
     # ------------------------------------------------------------------ weights
 
     def update_weights(self, named_tensors: NamedTensors) -> int:
-        items = list(named_tensors.items()) if hasattr(named_tensors, "items") else list(named_tensors)
-        counts = self.llm.collective_rpc("load_named_weights", args=(items,))
-        self.llm.reset_prefix_cache()
-        return int(counts[0])
+        """The object-store path: full weights, sent to every worker as plain records, bucket by bucket."""
+        count = 0
+        for bucket in weight_record_buckets(named_tensors):
+            counts = self.llm.collective_rpc("load_named_weights", args=(bucket,))
+            count += int(counts[0])
+        self.reset_prefix_cache()
+        return count
 
     def init_weight_sync_group(
         self,
@@ -328,37 +445,65 @@ class VLLMRolloutEngine(RolloutEngine):
         """Every worker joins; ``rank`` is this engine's first rank (see weight_sync.engine_sync_ranks)."""
         return self.llm.collective_rpc(
             "init_weight_sync_group",
-            args=(master_address, master_port, rank, world_size, group_name, backend, timeout_s),
+            args=(master_address, int(master_port), int(rank), int(world_size), group_name, backend, float(timeout_s)),
         )
 
     def receive_weights(self, meta: WeightMeta) -> int:
-        counts = self.llm.collective_rpc("receive_weights", args=(list(meta),))
-        self.llm.reset_prefix_cache()
+        plain_meta = [[str(name), str(dtype), [int(d) for d in shape]] for name, dtype, shape in meta]
+        counts = self.llm.collective_rpc("receive_weights", args=(plain_meta,))
+        self.reset_prefix_cache()
         return int(counts[0])
 
-    def update_weights_from_ipc(self, handles_by_device: dict[str, list[tuple[str, Any]]]) -> int:
-        """Colocated with the policy: load CUDA-IPC-shared tensors (weight_sync.cuda_ipc_handles) per GPU."""
-        counts = self.llm.collective_rpc("update_weights_from_ipc", args=(handles_by_device,))
-        self.llm.reset_prefix_cache()
+    def update_weights_from_ipc(self, payloads_by_device: dict[str, Any]) -> int:
+        """Colocated with the policy: each worker opens the bucket its GPU's policy rank shared
+        (:mod:`openrlhf.rollout.ipc_weights`, payloads keyed by device UUID) and loads it."""
+        counts = self.llm.collective_rpc("update_weights_from_ipc", args=(payloads_by_device,))
+        self.reset_prefix_cache()
         return int(counts[0])
 
     def reset_prefix_cache(self) -> None:
-        self.llm.reset_prefix_cache()
+        """Cached KV blocks were computed with the old weights; vLLM returns False when it could not reset."""
+        if self.llm.reset_prefix_cache() is False:
+            logger.warning("vLLM could not reset its prefix cache (requests running?): stale KV blocks may be reused")
 
     # ------------------------------------------------------------------ memory
 
     def sleep(self, level: int = 1) -> None:
-        """Level 1: weights to host memory, KV cache dropped (needs vllm.enable_sleep)."""
-        if self.enable_sleep:
+        """Level 1: weights to host memory, KV cache dropped (needs vllm.enable_sleep); pauses scheduling."""
+        if self.enable_sleep and not self._asleep:
             self.llm.sleep(level=level)
+            self._asleep = True
 
     def wake_up(self, tags: list[str] | None = None) -> None:
-        """Wake all, or only ``["weights"]`` (before a weight update) then ``["kv_cache"]``."""
-        if self.enable_sleep:
-            if tags:
-                self.llm.wake_up(tags=tags)
-            else:
-                self.llm.wake_up()
+        """Wake all, or only ``["weights"]`` (before a weight update) then ``["kv_cache"]``.
+
+        vLLM resumes scheduling only once every tag is awake; ``LLM.wake_up`` says whether it is.
+        """
+        unknown = sorted(set(tags or ()) - set(VLLM_WAKE_TAGS))
+        if unknown:
+            raise ValueError(f"wake_up: tags {unknown} are not vLLM's; use some of {list(VLLM_WAKE_TAGS)}")
+        if self.enable_sleep and self._asleep:
+            fully_awake = self.llm.wake_up(tags=list(tags)) if tags else self.llm.wake_up()
+            self._asleep = fully_awake is False
 
     def ping(self) -> bool:
         return True
+
+
+def weight_record_buckets(
+    named_tensors: NamedTensors, bucket_bytes: int = RPC_BUCKET_BYTES
+) -> Iterator[list[WeightRecord]]:
+    """Plain weight records in consecutive buckets of at most ``bucket_bytes`` (a larger tensor goes alone)."""
+    items: Iterable[tuple[str, Any]] = named_tensors.items() if isinstance(named_tensors, Mapping) else named_tensors
+    bucket: list[WeightRecord] = []
+    used = 0
+    for name, tensor in items:
+        record = weight_record(name, tensor)
+        size = len(record[3])
+        if bucket and used + size > bucket_bytes:
+            yield bucket
+            bucket, used = [], 0
+        bucket.append(record)
+        used += size
+    if bucket:
+        yield bucket

@@ -15,7 +15,8 @@ group (gloo on CPU, NCCL on GPU); building the sync group this way neither touch
 group, and the engines (vLLM workers have their own default group for tensor parallelism) likewise.
 
 The object-store path: ``engine.update_weights.remote(pack_state_dict(named_tensors))`` (put once with
-``ray.put`` when several engines take the same weights). CUDA IPC handles serve a colocated vLLM engine.
+``ray.put`` when several engines take the same weights). Colocated engines take IPC handles instead
+(:mod:`openrlhf.rollout.ipc_weights`).
 """
 
 from __future__ import annotations
@@ -235,41 +236,6 @@ def load_named_tensors(model: torch.nn.Module, named_tensors: NamedTensors) -> i
         target.copy_(tensor.to(device=target.device, dtype=target.dtype))
         count += 1
     return count
-
-
-def cuda_ipc_handles(named_tensors: NamedTensors) -> list[tuple[str, Any]]:
-    """[(name, handle)] sharing GPU tensors with a colocated process without copies (torch reductions).
-
-    The handle is ``(rebuild_fn, args)`` from ``torch.multiprocessing.reductions.reduce_tensor``; the
-    receiver calls :func:`rebuild_shared_tensor`. The sender must keep the tensors alive until it returns.
-    """
-    from torch.multiprocessing.reductions import reduce_tensor
-
-    return [(name, reduce_tensor(t.detach().contiguous())) for name, t in _items(named_tensors)]
-
-
-def device_uuid(device: torch.device | str) -> str:
-    """A GPU's UUID (the same in every process, whatever CUDA_VISIBLE_DEVICES says); "cpu" for the CPU."""
-    device = torch.device(device)
-    if device.type != "cuda":
-        return "cpu"
-    return str(torch.cuda.get_device_properties(device).uuid)
-
-
-# Position of the device index in the argument tuple rebuild_cuda_tensor takes.
-_CUDA_REBUILD_DEVICE_ARG = 6
-
-
-def rebuild_shared_tensor(handle: tuple[Any, tuple], device_index: int | None = None) -> torch.Tensor:
-    """Open a tensor shared by :func:`cuda_ipc_handles`; a CUDA one lands on ``device_index`` of this process.
-
-    Processes see different device numbers when CUDA_VISIBLE_DEVICES differs, so the index is rewritten.
-    """
-    func, args = handle
-    args = list(args)
-    if device_index is not None and getattr(func, "__name__", "") == "rebuild_cuda_tensor":
-        args[_CUDA_REBUILD_DEVICE_ARG] = device_index
-    return func(*args)
 
 
 def engine_sync_ranks(num_engines: int, ranks_per_engine: int = 1) -> list[int]:

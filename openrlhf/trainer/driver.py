@@ -92,15 +92,22 @@ class RLTrainer:
         return math.ceil(bundles * cfg.train.cpus_per_worker) + 1
 
     def _start_workers(self, total_optimizer_steps: int) -> None:
-        from openrlhf.rollout.factory import create_rollout_engines, resolve_backend
+        from openrlhf.rollout.factory import create_rollout_engines, engine_bundle_count, resolve_backend
         from openrlhf.trainer.ray_setup import worker_env
+        from openrlhf.trainer.weight_push import WeightPusher, resolve_weight_sync
+        from openrlhf.workers.distributed import cluster_gpu_count
         from openrlhf.workers.placement import WorkerGroup, bundle_spec, create_placement_group
         from openrlhf.workers.policy_worker import PolicyWorker
         from openrlhf.workers.reference_worker import ReferenceWorker
 
         cfg = self.cfg
         self.backend = resolve_backend(cfg)
+        resolve_weight_sync(cfg, self.backend)  # refuse an impossible combination before any worker starts
         spec = bundle_spec(cfg)
+        print(
+            f"[train] rollout backend {self.backend}; bundles of {spec.as_bundle()} "
+            f"(the Ray cluster has {cluster_gpu_count():g} GPUs)"
+        )
         env = worker_env()
         world = cfg.actor.num_nodes * cfg.actor.num_gpus_per_node
         ref_world = (
@@ -110,8 +117,12 @@ class RLTrainer:
         )
         cfg_dict = cfg.model_dump(mode="json")
         num_engines = cfg.vllm.num_engines
-        if cfg.train.colocate_all and num_engines > world:
-            raise ValueError(f"train.colocate_all: vllm.num_engines={num_engines} exceeds the {world} policy bundles")
+        engine_bundles = engine_bundle_count(cfg, self.backend)
+        if cfg.train.colocate_all and engine_bundles > world:
+            raise ValueError(
+                f"train.colocate_all: vllm.num_engines={num_engines} x tensor_parallel_size="
+                f"{cfg.vllm.tensor_parallel_size} needs {engine_bundles} bundles; the policy has {world}"
+            )
 
         share = 1 + int(self.use_reference and (cfg.train.colocate_actor_ref or cfg.train.colocate_all))
         share += int(cfg.train.colocate_all)
@@ -146,14 +157,14 @@ class RLTrainer:
             )
         if cfg.train.colocate_all:
             self.engines = create_rollout_engines(
-                cfg, placement_group=policy_pg, bundle_indices=list(range(num_engines)), share=share
+                cfg, placement_group=policy_pg, bundle_indices=list(range(engine_bundles)), share=share
             )
         else:
-            engine_bundles = num_engines * (cfg.vllm.tensor_parallel_size if self.backend == "vllm" else 1)
             engine_pg = create_placement_group(engine_bundles, spec, name="rollout")
             self.placement_groups.append(engine_pg)
             self.engines = create_rollout_engines(cfg, placement_group=engine_pg)
         self.world = world
+        self.pusher = WeightPusher(cfg, self.policy, self.engines, self.backend)
 
     # ------------------------------------------------------------------ one step
 
@@ -161,49 +172,10 @@ class RLTrainer:
         shards = exp.shard(len(group))
         return torch.cat(group.call_per_rank("compute_logprobs", [(s,) for s in shards]), dim=0)
 
-    @property
-    def weight_sync_mode(self) -> str:
-        mode = self.cfg.rollout.weight_sync
-        if mode == "auto":
-            return "broadcast" if self.backend == "vllm" else "object_store"
-        return mode
-
-    def _init_broadcast_group(self) -> None:
-        """One torch.distributed group: policy rank 0 (rank 0) and every engine rank, apart from DeepSpeed's."""
-        import ray
-
-        from openrlhf.rollout.weight_sync import engine_sync_ranks, sync_world_size
-
-        per_engine = self.cfg.vllm.tensor_parallel_size if self.backend == "vllm" else 1
-        world = sync_world_size(len(self.engines), per_engine)
-        backend = self.cfg.vllm.sync_backend if self.backend == "vllm" else "gloo"
-        addr, port = ray.get(self.policy.handles[0].sync_address.remote())
-        name = f"weight-sync-{port}"
-        refs = [h.init_weight_sync.remote(addr, port, world, name, backend) for h in self.policy.handles]
-        ranks = engine_sync_ranks(len(self.engines), per_engine)
-        refs += [
-            e.init_weight_sync_group.remote(addr, port, r, world, name, backend)
-            for e, r in zip(self.engines, ranks, strict=False)
-        ]
-        ray.get(refs)
-        self._sync_ready = True
-
     def sync_weights(self) -> None:
-        """Policy -> every rollout engine: a parameter-by-parameter broadcast, or rank 0's full weights
-        through the Ray object store (ZeRO-3 shards gathered either way)."""
-        import ray
-
-        if self.weight_sync_mode == "broadcast":
-            if not getattr(self, "_sync_ready", False):
-                self._init_broadcast_group()
-            meta = ray.get(self.policy.handles[0].weight_sync_meta.remote())
-            refs = [h.broadcast_weights.remote() for h in self.policy.handles]
-            refs += [engine.receive_weights.remote(meta) for engine in self.engines]
-            ray.get(refs)
-            return
-        weights = self.policy.call("get_weights")[0]
-        ref = ray.put(weights)
-        ray.get([engine.update_weights.remote(ref) for engine in self.engines])
+        """Policy -> every rollout engine (IPC when colocated, else broadcast or the object store; see
+        openrlhf/trainer/weight_push.py), with the hybrid engine's sleep/wake around it."""
+        self.pusher.push()
 
     def _make_rollout(self, samples: list[Sample], seed: int) -> Rollout:
         prompts = [self.encoder.encode(s) for s in samples]
@@ -219,6 +191,7 @@ class RLTrainer:
         t_step = t = time.perf_counter()
         samples = self.stream.next_batch()
         rollout = self._make_rollout(samples, seed=cfg.train.seed * 100003 + self.step)
+        self.pusher.after_generation()
         timings["generation"] = time.perf_counter() - t
         t = time.perf_counter()
         score(self.reward_source, self.encoder, rollout)
@@ -390,6 +363,12 @@ class RLTrainer:
                 import ray
 
                 stack.callback(ray.shutdown)  # registered first, so it runs after the workers are gone
+            from openrlhf.plan import check_plan, format_plan
+            from openrlhf.rollout.factory import resolve_backend
+
+            # The placement and memory plan, before any placement group: a run that cannot fit stops here.
+            plan = check_plan(cfg, backend=resolve_backend(cfg))
+            (self.output_dir / "plan.txt").write_text(format_plan(plan) + "\n")
             self.reward_source = stack.enter_context(open_reward_source(cfg.reward, self.output_dir))
             t_setup = time.perf_counter()
             # Workers, engines and placement groups go away also when the run fails or stops early,

@@ -116,15 +116,21 @@ def sampling_params(cfg: Config, seed: int, *, greedy: bool = False, n: int | No
 
 
 def generate(engines: list, prompts: list[EncodedPrompt], params: SamplingParams) -> list[GenerationOutput]:
-    """Deal prompts round-robin over the engines; outputs come back grouped by prompt, in order."""
+    """Deal prompts round-robin over the engines; outputs come back grouped by prompt, in order.
+
+    Engine i samples with ``engine_params(params, i)``: its own seed derived from the step's, from which the
+    vLLM engine derives one per prompt (openrlhf/rollout/dispatch.py), so no two prompts share a stream.
+    """
     import ray
+
+    from openrlhf.rollout.dispatch import engine_params
 
     if not prompts:
         return []
     shards = [prompts[i :: len(engines)] for i in range(len(engines))]
     refs = [
-        engine.generate.remote([p.request for p in shard], params)
-        for engine, shard in zip(engines, shards, strict=False)
+        engine.generate.remote([p.request for p in shard], engine_params(params, index))
+        for index, (engine, shard) in enumerate(zip(engines, shards, strict=False))
         if shard
     ]
     results = ray.get(refs)

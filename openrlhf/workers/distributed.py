@@ -26,9 +26,28 @@ def node_ip() -> str:
 
 
 def accelerator_available() -> bool:
+    """CUDA in this process: what a worker (which runs on the node it computes on) asks."""
     import torch
 
     return torch.cuda.is_available()
+
+
+def cluster_gpu_count() -> float:
+    """GPUs of the Ray cluster this process is connected to; this process's CUDA devices without Ray.
+
+    The driver asks this, not :func:`accelerator_available`: under ``ray job submit`` it usually runs on a
+    head node without GPUs while the workers' nodes have them.
+    """
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return float(ray.cluster_resources().get("GPU", 0.0))
+    except Exception:  # pragma: no cover - ray missing or not connected
+        pass
+    import torch
+
+    return float(torch.cuda.device_count()) if torch.cuda.is_available() else 0.0
 
 
 def init_process_group(rank: int, world_size: int, master_addr: str, master_port: int) -> None:

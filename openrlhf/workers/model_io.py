@@ -87,7 +87,7 @@ def named_weights_for_sync(engine, cfg: Config, rank: int) -> dict[str, torch.Te
 
     model = _unwrapped(engine)
     if cfg.actor.lora.rank > 0:
-        return _merged_lora_weights(model) if rank == 0 else None
+        return merged_lora_weights(model) if rank == 0 else None
     out: dict[str, torch.Tensor] = {}
     gather = cfg.ds.zero_stage == 3
     for name, param in model.named_parameters():
@@ -97,7 +97,7 @@ def named_weights_for_sync(engine, cfg: Config, rank: int) -> dict[str, torch.Te
     return out if rank == 0 else None
 
 
-def _merged_lora_weights(peft_model) -> dict[str, torch.Tensor]:
+def merged_lora_weights(peft_model) -> dict[str, torch.Tensor]:
     """Base-model weights with the LoRA deltas merged in (W + B A * alpha / r), under the base names."""
     peft_model.merge_adapter()
     try:

@@ -31,9 +31,10 @@ class BundleSpec:
 
 
 def bundle_spec(cfg: Config) -> BundleSpec:
-    from openrlhf.workers.distributed import accelerator_available
+    """One GPU per bundle when the Ray cluster has GPUs (asked of the cluster, not of the driver's node)."""
+    from openrlhf.workers.distributed import cluster_gpu_count
 
-    return BundleSpec(cpus=cfg.train.cpus_per_worker, gpus=1.0 if accelerator_available() else 0.0)
+    return BundleSpec(cpus=cfg.train.cpus_per_worker, gpus=1.0 if cluster_gpu_count() > 0 else 0.0)
 
 
 def create_placement_group(num_bundles: int, spec: BundleSpec, *, name: str, timeout_s: float = 120.0):

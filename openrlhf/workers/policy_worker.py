@@ -48,9 +48,7 @@ class PolicyWorker:
         model = load_trainable_model(self.cfg, ds_config)
         params = [p for p in model.parameters() if p.requires_grad]
         lr = learning_rate if learning_rate is not None else self.cfg.train.learning_rate
-        optimizer = torch.optim.AdamW(
-            params, lr=lr, betas=tuple(self.cfg.train.adam_betas), weight_decay=self.cfg.train.weight_decay
-        )
+        optimizer = make_optimizer(self.cfg, params, lr)
         warmup = math.ceil(self.cfg.train.lr_warmup_ratio * total_optimizer_steps)
         scheduler_kwargs = {}
         if self.cfg.train.lr_scheduler == "cosine_with_min_lr":
@@ -67,12 +65,15 @@ class PolicyWorker:
         )
         self.nonfinite_skips = 0
         self.optimizer_steps = 0
+        self._asleep = False
+        self._sleeps = self._wakes = 0
 
     # ------------------------------------------------------------------ scoring
 
     @torch.no_grad()
     def compute_logprobs(self, exp: Experience) -> torch.Tensor:
         """Per-token log-probs [B, R] of the responses under the current policy (eval mode, no grad)."""
+        self.wake_up()
         self.engine.eval()
         out = []
         for mb in exp.micro_batches(self.cfg.train.micro_rollout_batch_size):
@@ -114,6 +115,7 @@ class PolicyWorker:
         """
         from openrlhf.algorithms import compute_policy_loss
 
+        self.wake_up()
         self.engine.train()
         cfg = self.cfg
         rows = exp.batch_size
@@ -184,6 +186,7 @@ class PolicyWorker:
 
     def sft_step(self, exp: Experience) -> dict:
         """One optimizer step of supervised fine-tuning: token-mean NLL of the response tokens."""
+        self.wake_up()
         self.engine.train()
         global_tokens = float(self._all_reduce(exp.response_mask.sum().float().reshape(1)).item())
         micro = exp.micro_batches(self.cfg.sft.micro_batch_size)
@@ -204,6 +207,7 @@ class PolicyWorker:
 
     def get_weights(self) -> dict[str, torch.Tensor] | None:
         """Full HF-named weights on rank 0 (ZeRO-3 shards gathered; every rank must call), None elsewhere."""
+        self.wake_up()
         return named_weights_for_sync(self.engine, self.cfg, self.rank)
 
     def sync_address(self) -> tuple[str, int]:
@@ -237,6 +241,7 @@ class PolicyWorker:
 
         from openrlhf.rollout.weight_sync import broadcast_named_tensors
 
+        self.wake_up()
         if self.cfg.actor.lora.rank > 0:
             weights = self.get_weights()
             return broadcast_named_tensors(weights, self._sync_group) if self.rank == 0 else 0
@@ -248,8 +253,101 @@ class PolicyWorker:
                     sent += broadcast_named_tensors([(name, param.data)], self._sync_group)
         return sent
 
+    # ------------------------------------------------------------------ colocated weight sharing (hybrid engine)
+
+    def _shares_ipc(self) -> bool:
+        """On GPUs every rank shares with the engine on its own device; on the CPU (one device) rank 0 does."""
+        return self.engine.device.type == "cuda" or self.rank == 0
+
+    def ipc_buckets(self, bucket_bytes: int) -> list[list[str]]:
+        """The parameter names of each IPC bucket (the same on every rank: full, not sharded, sizes)."""
+        from openrlhf.rollout.ipc_weights import plan_buckets
+
+        sizes = [
+            (name, int(getattr(p, "ds_numel", p.numel())) * p.element_size())
+            for name, p in self._sync_named_parameters()
+        ]
+        return plan_buckets(sizes, bucket_bytes)
+
+    def _sync_named_parameters(self) -> list[tuple[str, torch.Tensor]]:
+        if self.cfg.actor.lora.rank > 0:
+            from openrlhf.workers.model_io import merged_lora_weights
+
+            if getattr(self, "_lora_merged", None) is None:
+                self._lora_merged = list(merged_lora_weights(self.engine.module).items())
+            return self._lora_merged
+        return list(self.engine.module.named_parameters())
+
+    def ipc_weight_bucket(self, names: list[str]) -> dict | None:
+        """Pack one bucket into a shared buffer on this rank's device (ZeRO-3 shards gathered; every rank
+        must call); returns the payload (openrlhf.rollout.ipc_weights), or None on a rank that shares nothing."""
+        import deepspeed
+
+        from openrlhf.rollout.ipc_weights import IpcSender
+
+        self.wake_up()
+        if getattr(self, "_ipc_sender", None) is None:
+            self._ipc_sender = IpcSender(self.engine.device)
+        wanted = set(names)
+        params = [(n, p) for n, p in self._sync_named_parameters() if n in wanted]
+        gather = self.cfg.ds.zero_stage == 3 and self.cfg.actor.lora.rank == 0
+        with deepspeed.zero.GatheredParameters([p for _, p in params], enabled=gather):
+            if not self._shares_ipc():
+                return None
+            return self._ipc_sender.pack((n, p.data if hasattr(p, "data") else p) for n, p in params)
+
+    def release_ipc_weights(self) -> int:
+        """Every engine has loaded the shared buffers: free them."""
+        self._lora_merged = None
+        sender = getattr(self, "_ipc_sender", None)
+        return sender.release() if sender is not None else 0
+
+    # ------------------------------------------------------------------ sleep (colocated with the engines)
+
+    def sleep(self) -> bool:
+        """ds.enable_sleep: offload parameters, gradients and optimizer states to host memory while the
+        colocated engines generate (DeepSpeed's offload_states); returns whether anything moved."""
+        if self._asleep:
+            return False
+        self._asleep = True
+        self._sleeps += 1
+        if not self._offload_supported():
+            return False
+        cuda = self.engine.device.type == "cuda"
+        self.engine.offload_states(pin_memory=cuda)  # on the CPU: DeepSpeed's real path, host to host
+        if cuda:
+            torch.cuda.empty_cache()
+        return True
+
+    def _offload_supported(self) -> bool:
+        """DeepSpeed's offload_states: ZeRO-1/2 with any optimizer, ZeRO-3 only with its FusedAdam (which
+        make_optimizer picks on GPUs when ds.enable_sleep); ZeRO-0 has no ZeRO optimizer to offload."""
+        stage = self.cfg.ds.zero_stage
+        if stage == 0:
+            return False
+        if stage == 3:
+            from deepspeed.ops.adam import FusedAdam
+
+            return isinstance(self.engine.optimizer.optimizer, FusedAdam)
+        return True
+
+    def wake_up(self) -> bool:
+        """Bring the states back before scoring or training (called automatically when asleep)."""
+        if not self._asleep:
+            return False
+        self._asleep = False
+        self._wakes += 1
+        if not self._offload_supported():
+            return False
+        self.engine.reload_states()
+        return True
+
+    def memory_state(self) -> dict[str, Any]:
+        return {"asleep": self._asleep, "sleeps": self._sleeps, "wakes": self._wakes}
+
     def save_checkpoint(self, ckpt_dir: str, tag: str, client_state: dict | None = None) -> None:
         """DeepSpeed state (module, optimizer, scheduler) plus this rank's torch RNG state."""
+        self.wake_up()
         self.engine.save_checkpoint(ckpt_dir, tag=tag, client_state=client_state or {}, save_latest=False)
         rng = {"torch": torch.get_rng_state()}
         torch.save(rng, Path(ckpt_dir) / tag / f"rng_rank{self.rank}.pt")
@@ -270,6 +368,17 @@ class PolicyWorker:
 
     def pid(self) -> int:
         return os.getpid()
+
+
+def make_optimizer(cfg: Config, params: list, lr: float) -> torch.optim.Optimizer:
+    """AdamW; on GPUs with ZeRO-3 and ds.enable_sleep DeepSpeed's FusedAdam, the only optimizer whose
+    states DeepSpeed's ZeRO-3 ``offload_states`` can move (deepspeed/runtime/zero/stage3.py asserts it)."""
+    kwargs = {"lr": lr, "betas": tuple(cfg.train.adam_betas), "weight_decay": cfg.train.weight_decay}
+    if cfg.ds.enable_sleep and cfg.ds.zero_stage == 3 and torch.cuda.is_available():
+        from deepspeed.ops.adam import FusedAdam
+
+        return FusedAdam(params, adam_w_mode=True, **kwargs)
+    return torch.optim.AdamW(params, **kwargs)
 
 
 def loss_scale_for_micro_batch(loss_agg_mode: str, micro_rows: int, global_rows: int, world_size: int) -> float:

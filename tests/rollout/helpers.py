@@ -6,12 +6,14 @@ import json
 import shutil
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 from PIL import Image
 
 from openrlhf.rollout.base import GenerationRequest
+from openrlhf.rollout.vllm_worker import WeightSyncWorkerExtension
 
 PROMPTS = ["What is 3 + 4?", "Name a colour.", "Count to five.", "Is the sky blue? Answer yes or no."]
 
@@ -96,3 +98,36 @@ def run_ranks(*targets):
     if errors:
         raise errors[0]
     return [results[i] for i in range(len(targets))]
+
+
+class VllmStyleModel:
+    """vLLM's model interface as the worker extension uses it: ``load_weights(weights=[(hf_name, tensor)])``
+    (vllm/model_executor/models/qwen2.py), here copying into a Hugging Face model."""
+
+    def __init__(self, hf_model):
+        self.hf_model = hf_model
+
+    def load_weights(self, weights):
+        from openrlhf.rollout.weight_sync import load_named_tensors
+
+        load_named_tensors(self.hf_model, weights)
+        return {name for name, _ in weights}
+
+
+class VllmWorkerBase:
+    """What the extension uses of vLLM 0.33's GPU worker (``rank``, ``device``, ``model_runner.get_model()``;
+    vllm/v1/worker/gpu_worker.py), on CPU around a Hugging Face model."""
+
+    def __init__(self, rank: int, hf_model) -> None:
+        self.rank = rank
+        self.device = torch.device("cpu")
+        model = VllmStyleModel(hf_model)
+        self.model_runner = SimpleNamespace(get_model=lambda: model)
+
+    @property
+    def hf_model(self):
+        return self.model_runner.get_model().hf_model
+
+
+class CpuWorker(VllmWorkerBase, WeightSyncWorkerExtension):
+    """The worker with the extension mixed in as vLLM does it: the extension class as an extra base."""

@@ -25,7 +25,7 @@ def test_backend_choice():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_vllm_backend_without_a_gpu_is_refused():
-    with pytest.raises(RuntimeError, match="needs a CUDA GPU.*rollout.backend=hf"):
+    with pytest.raises(RuntimeError, match="needs CUDA GPUs and the cluster has none.*rollout.backend=hf"):
         resolve_backend(config(rollout={"backend": "vllm"}))
 
 
@@ -81,3 +81,47 @@ def test_engines_in_a_cpu_placement_group_share_the_prompts(ray_local, tiny_lm_p
         for engine in engines:
             ray.kill(engine)
         remove_placement_group(pg)
+
+
+def test_colocated_tensor_parallel_engines_get_tp_bundles_each():
+    """Break 3: colocate_all passed num_engines bundle indices; a TP-2 engine needs two bundles of the policy's."""
+    from openrlhf.rollout.factory import engine_bundle_count
+
+    cfg = config(vllm={"num_engines": 2, "tensor_parallel_size": 2}, train={"colocate_all": True})
+    count = engine_bundle_count(cfg, "vllm")
+    assert count == 4
+    assert engine_bundles(2, 2, list(range(count))) == [[0, 1], [2, 3]]
+    assert engine_bundle_count(cfg, "hf") == 2  # an HF engine is one process on one bundle
+
+
+_CLUSTER_PROBE = """
+import ray
+from openrlhf.config import build_config
+from openrlhf.rollout.factory import resolve_backend
+from openrlhf.workers.placement import bundle_spec
+ray.init(num_cpus=2, num_gpus=4, include_dashboard=False, logging_level="ERROR")
+cfg = build_config({})
+print("BUNDLE", bundle_spec(cfg).as_bundle())
+try:
+    resolve_backend(build_config({"rollout": {"backend": "vllm"}}))
+except Exception as exc:
+    print("VLLM", type(exc).__name__, exc)
+ray.shutdown()
+"""
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="shows a GPU-less driver joining a cluster with GPUs")
+def test_driver_without_gpus_plans_from_the_clusters_gpus(tmp_path):
+    """Break 4: under `ray job submit` the driver runs on a head node without GPUs; the workers' nodes have them.
+
+    A local Ray that declares 4 GPUs stands for that cluster: the bundles ask for GPUs, and rollout.backend=vllm
+    fails only because vLLM is not installed here, not for want of GPUs.
+    """
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _CLUSTER_PROBE], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "BUNDLE {'CPU': 1.0, 'GPU': 1.0}" in proc.stdout
+    vllm_line = next(line for line in proc.stdout.splitlines() if line.startswith("VLLM"))
+    assert "needs CUDA GPUs" not in vllm_line and "vLLM 0.33.0" in vllm_line

@@ -1,10 +1,10 @@
-"""The vLLM engine's CPU-testable pieces; vLLM itself cannot run here (no GPU, no CPU wheel)."""
+"""The vLLM engine's CPU-testable behaviour; vLLM itself cannot run here (no GPU, no CPU wheel).
+
+What vLLM accepts and how it carries our values is checked against the real wheel in test_vllm_contract.py
+(which also converts vLLM's real RequestOutput / CompletionOutput objects).
+"""
 
 from __future__ import annotations
-
-import importlib
-from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,30 +13,27 @@ from hypothesis import strategies as st
 
 from openrlhf.models.loading import load_model, load_tokenizer
 from openrlhf.rollout.base import GenerationRequest, SamplingParams
-from openrlhf.rollout.dispatch import distribute_requests, engine_params
+from openrlhf.rollout.dispatch import derive_seed, distribute_requests, engine_params
+from openrlhf.rollout.ipc_weights import IpcSender
 from openrlhf.rollout.vllm_engine import (
-    WORKER_EXTENSION,
     VLLMRolloutEngine,
-    convert_request_output,
-    executor_backend,
+    collapse_image_placeholders,
     ray_executor_env,
     truncation_changes_logprobs,
     vllm_available,
-    vllm_engine_kwargs,
     vllm_prompt,
     vllm_sampling_kwargs,
+    weight_record_buckets,
 )
-from openrlhf.rollout.vllm_worker import WeightSyncWorkerExtension, pick_ipc_handles, worker_sync_rank
+from openrlhf.rollout.vllm_worker import weight_record, worker_sync_rank
 from openrlhf.rollout.weight_sync import (
     broadcast_named_tensors,
     create_sync_group_sender,
-    cuda_ipc_handles,
     find_free_port,
-    load_named_tensors,
     weight_meta,
 )
 
-from .helpers import chat_request, random_image, run_ranks
+from .helpers import CpuWorker, chat_request, random_image, run_ranks
 
 # ----------------------------------------------------------------------------- spreading prompts
 
@@ -56,35 +53,19 @@ def test_distribution_needs_an_engine():
         distribute_requests([1, 2], 0)
 
 
-def test_each_engine_gets_its_own_seed():
+def test_derived_seeds_are_stable_distinct_and_keep_none():
     params = SamplingParams(seed=10)
-    assert [engine_params(params, i).seed for i in range(3)] == [10, 11, 12]
+    seeds = [engine_params(params, i).seed for i in range(3)]
+    assert seeds == [engine_params(params, i).seed for i in range(3)]  # no per-process salt
+    assert len(set(seeds)) == 3 and all(0 <= s < 2**62 for s in seeds)
+    assert seeds[0] != derive_seed(10, "prompt", 0)  # engine and prompt seeds are kept apart
     assert engine_params(SamplingParams(seed=None), 2).seed is None
+    assert vllm_sampling_kwargs(SamplingParams(seed=None), 3)["seed"] is None
+    with pytest.raises(ValueError, match="top_k=0"):
+        vllm_sampling_kwargs(SamplingParams(top_k=0))
 
 
 # ----------------------------------------------------------------------------- requests in, outputs out
-
-
-def test_sampling_params_translate_with_per_request_seeds():
-    params = SamplingParams(n=4, temperature=0.7, top_p=0.9, top_k=-1, max_new_tokens=32, seed=5)
-    kwargs = vllm_sampling_kwargs(params, request_index=3)
-    assert kwargs == {
-        "n": 4,
-        "temperature": 0.7,
-        "top_p": 0.9,
-        "top_k": -1,
-        "max_tokens": 32,
-        "seed": 8,
-        "logprobs": 0,
-        "detokenize": False,
-        "skip_special_tokens": False,
-    }
-    assert vllm_sampling_kwargs(SamplingParams(seed=None), 3)["seed"] is None
-    assert vllm_sampling_kwargs(SamplingParams(), stop_token_ids=[7, 9])["stop_token_ids"] == [7, 9]
-    banned = vllm_sampling_kwargs(SamplingParams(), banned_token_ids=[5, 6])["logit_bias"]
-    assert banned == {5: -100.0, 6: -100.0}
-    with pytest.raises(ValueError, match="top_k=0"):
-        vllm_sampling_kwargs(SamplingParams(top_k=0))
 
 
 def test_truncation_is_flagged():
@@ -94,90 +75,26 @@ def test_truncation_is_flagged():
     assert not truncation_changes_logprobs(SamplingParams(temperature=0.0, top_k=50))
 
 
-def test_prompts_carry_token_ids_or_text_with_images_in_order(tiny_vlm_path):
+def test_prompts_are_token_ids_with_one_placeholder_per_image(tiny_vlm_path):
     tok = load_tokenizer(tiny_vlm_path)
+    pad = tok.convert_tokens_to_ids("<|image_pad|>")
     images = [random_image(0), random_image(1)]
     text_row = chat_request(tok, "hello")
-    image_row = chat_request(tok, "compare", images)
     assert vllm_prompt(text_row) == {"prompt_token_ids": text_row.prompt_token_ids}
-    prompt = vllm_prompt(image_row)
-    assert prompt["prompt"] == image_row.prompt_text
+    ids = [1, pad, pad, pad, 2, 3, pad, pad, 4]  # two expanded images, as the driver's processor leaves them
+    prompt = vllm_prompt(GenerationRequest("", ids, images), 0, pad)
+    assert prompt["prompt_token_ids"] == [1, pad, 2, 3, pad, 4]
     assert prompt["multi_modal_data"]["image"] == images  # same objects, same order
+    assert collapse_image_placeholders(ids, pad) == ([1, pad, 2, 3, pad, 4], 2)
     with pytest.raises(ValueError, match="request 4: empty prompt_token_ids"):
         vllm_prompt(GenerationRequest("x", []), 4)
-    with pytest.raises(ValueError, match="request 2: an image row needs prompt_text"):
-        vllm_prompt(GenerationRequest("", [1], images=images), 2)
-
-
-# Mirrors of vllm.outputs.RequestOutput / CompletionOutput and vllm.logprobs.Logprob (fields used here).
-@dataclass
-class Logprob:
-    logprob: float
-    rank: int | None = None
-    decoded_token: str | None = None
-
-
-@dataclass
-class CompletionOutput:
-    index: int
-    text: str
-    token_ids: list[int]
-    cumulative_logprob: float | None
-    logprobs: list[dict[int, Logprob]] | None
-    finish_reason: str | None = None
-
-
-@dataclass
-class RequestOutput:
-    request_id: str
-    prompt: str | None
-    prompt_token_ids: list[int]
-    outputs: list[CompletionOutput] = field(default_factory=list)
-
-
-def completion(index, token_ids, finish_reason):
-    logprobs = [{tok: Logprob(-0.5 - pos, rank=1), 7: Logprob(-9.0, rank=2)} for pos, tok in enumerate(token_ids)]
-    return CompletionOutput(index, "", token_ids, None, logprobs, finish_reason)
-
-
-def test_request_outputs_convert_like_the_hf_engine(tiny_lm_path):
-    tok = load_tokenizer(tiny_lm_path)
-    eos = tok.eos_token_id
-    body = tok("<think>3+4</think><answer>7</answer>", add_special_tokens=False)["input_ids"]
-    request_output = RequestOutput(
-        "0",
-        None,
-        [1, 2, 3],
-        [completion(1, body[:3], "length"), completion(0, body + [eos], "stop")],
-    )
-    first, second = convert_request_output(request_output, tok, [eos])
-    assert first.output_token_ids == body + [eos] and first.finish_reason == "stop"
-    assert first.text == "<think>3+4</think><answer>7</answer>"
-    assert first.logprobs == [-0.5 - i for i in range(len(body) + 1)]
-    assert first.prompt_token_ids == [1, 2, 3]
-    assert second.output_token_ids == body[:3] and second.finish_reason == "length"
-
-    no_logprobs = RequestOutput("1", None, [1], [CompletionOutput(0, "", [5], None, None, "length")])
-    with pytest.raises(ValueError, match="logprobs=0"):
-        convert_request_output(no_logprobs, tok, [eos])
+    with pytest.raises(ValueError, match="request 2: prompt_token_ids hold 1 run"):
+        vllm_prompt(GenerationRequest("", [1, pad, pad], images), 2, pad)
+    with pytest.raises(ValueError, match="request 3: an image row needs"):
+        vllm_prompt(GenerationRequest("", [1, pad], images[:1]), 3)
 
 
 # ----------------------------------------------------------------------------- engine construction
-
-
-def test_engine_kwargs_for_text_and_vision_models():
-    text = vllm_engine_kwargs("/ckpt", tensor_parallel_size=2, max_model_len=1088, seed=3)
-    assert text["worker_extension_cls"] == WORKER_EXTENSION
-    assert text["logprobs_mode"] == "processed_logprobs"
-    assert text["distributed_executor_backend"] == "ray" and executor_backend(1) == "uni"
-    assert text["max_model_len"] == 1088 and "limit_mm_per_prompt" not in text
-    vision = vllm_engine_kwargs("/ckpt", multimodal=True, min_pixels=3136, max_pixels=12845056)
-    assert vision["mm_processor_kwargs"] == {"min_pixels": 3136, "max_pixels": 12845056}
-    assert vision["limit_mm_per_prompt"] == {"image": 8}
-    with pytest.raises(ValueError, match="gpu_memory_utilization=1.5"):
-        vllm_engine_kwargs("/ckpt", gpu_memory_utilization=1.5)
-    module, name = WORKER_EXTENSION.rsplit(".", 1)
-    assert getattr(importlib.import_module(module), name) is WeightSyncWorkerExtension
 
 
 def test_ray_executor_env_names_the_bundles():
@@ -195,26 +112,6 @@ def test_engine_without_vllm_says_how_to_install_it(tiny_lm_path):
 
 
 # ----------------------------------------------------------------------------- the worker extension
-
-
-class VllmStyleModel:
-    """vLLM's model interface as the extension uses it: ``load_weights(weights=[(hf_name, tensor)])``."""
-
-    def __init__(self, hf_model):
-        self.hf_model = hf_model
-
-    def load_weights(self, weights):
-        load_named_tensors(self.hf_model, weights)
-        return {name for name, _ in weights}
-
-
-class CpuWorker(WeightSyncWorkerExtension):
-    """A worker as vLLM builds it (rank, device, model_runner) with the extension mixed in."""
-
-    def __init__(self, rank, model):
-        self.rank = rank
-        self.device = torch.device("cpu")
-        self.model_runner = SimpleNamespace(model=VllmStyleModel(model))
 
 
 def test_workers_receive_the_broadcast_into_their_models(tiny_lm_path, updated_lm_path):
@@ -236,24 +133,34 @@ def test_workers_receive_the_broadcast_into_their_models(tiny_lm_path, updated_l
     assert (rank1, rank2) == (1, 2) and sent == n1 == n2 == len(meta)
     expected = dict(policy.named_parameters())
     for worker in workers:
-        for name, param in worker.model_runner.model.hf_model.named_parameters():
+        for name, param in worker.hf_model.named_parameters():
             assert torch.equal(param, expected[name]), name
 
 
 def test_worker_object_store_and_shared_memory_paths(tiny_lm_path, updated_lm_path):
     policy = dict(load_model(updated_lm_path).named_parameters())
     worker = CpuWorker(0, load_model(tiny_lm_path))
-    norm = "model.norm.weight"
-    assert worker.load_named_weights([(norm, policy[norm].detach())]) == 1
-    assert torch.equal(worker.model_runner.model.hf_model.get_parameter(norm), policy[norm])
+    norm, embed = "model.norm.weight", "model.embed_tokens.weight"
+    assert worker.load_named_weights([weight_record(norm, policy[norm])]) == 1
+    assert torch.equal(worker.hf_model.get_parameter(norm), policy[norm])
 
-    embed = "model.embed_tokens.weight"
-    handles = {"cpu": cuda_ipc_handles({embed: policy[embed]})}
-    assert worker.update_weights_from_ipc(handles) == 1
-    assert torch.equal(worker.model_runner.model.hf_model.get_parameter(embed), policy[embed])
-    with pytest.raises(KeyError, match="no handles for GPU GPU-1234"):
-        pick_ipc_handles(handles, "GPU-1234")
+    sender = IpcSender(torch.device("cpu"))
+    payload = sender.pack([(embed, policy[embed])])
+    try:
+        assert worker.update_weights_from_ipc({payload["device"]: payload}) == 1
+    finally:
+        sender.release()
+    assert torch.equal(worker.hf_model.get_parameter(embed), policy[embed])
+    with pytest.raises(KeyError, match="no payload for device cpu"):
+        worker.update_weights_from_ipc({"GPU-1234": payload})
     assert worker_sync_rank(5, 3) == 8
+
+
+def test_weight_buckets_keep_order_and_size():
+    tensors = {f"w{i}": torch.zeros(256) for i in range(5)}  # 1 KiB each
+    buckets = list(weight_record_buckets(tensors, bucket_bytes=2048))
+    assert [[r[0] for r in b] for b in buckets] == [["w0", "w1"], ["w2", "w3"], ["w4"]]
+    assert [len(b) for b in weight_record_buckets({"big": torch.zeros(4096)}, bucket_bytes=16)] == [1]
 
 
 def test_worker_needs_a_group_before_receiving(tiny_lm_path):

@@ -14,7 +14,6 @@ from openrlhf.rollout.weight_sync import (
     find_free_port,
     load_named_tensors,
     pack_state_dict,
-    rebuild_shared_tensor,
     receive_named_tensors,
     resolve_param_name,
     sync_world_size,
@@ -114,16 +113,6 @@ def test_load_named_tensors_casts_to_the_model_dtype():
     model = torch.nn.Linear(2, 2).to(torch.bfloat16)
     load_named_tensors(model, {"weight": torch.ones(2, 2), "module.bias": torch.zeros(2)})
     assert model.weight.dtype is torch.bfloat16 and torch.equal(model.weight.float(), torch.ones(2, 2))
-
-
-def test_shared_tensor_handles_rebuild():
-    """The IPC handle format (torch's reductions); on CPU it shares memory the same way CUDA IPC shares a GPU's."""
-    from openrlhf.rollout.weight_sync import cuda_ipc_handles
-
-    tensor = torch.arange(6.0).reshape(2, 3)
-    [(name, handle)] = cuda_ipc_handles({"t": tensor})
-    rebuilt = rebuild_shared_tensor(handle)
-    assert name == "t" and torch.equal(rebuilt, tensor)
 
 
 # --------------------------------------------------------------------------- across Ray actors

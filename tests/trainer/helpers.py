@@ -91,3 +91,29 @@ def same_weights(a: dict, b: dict) -> bool:
 
     assert a.keys() == b.keys()
     return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def hybrid_recording_trainer_class():
+    """RLTrainer that records, before its workers go away, the weight path, both sides' sleep counters and
+    (``probe_prompts`` > 0) the engines' greedy answers to the first held-out prompts."""
+    import ray
+
+    from openrlhf.trainer.driver import RLTrainer
+    from openrlhf.trainer.experience_maker import generate, sampling_params
+
+    class HybridRecordingTrainer(RLTrainer):
+        probe_prompts = 0
+
+        def _shutdown(self) -> None:
+            if getattr(self, "engines", None):
+                self.push_mode = self.pusher.describe()
+                self.engine_memory = ray.get([e.memory_state.remote() for e in self.engines])
+                self.policy_memory = self.policy.call("memory_state")
+                if self.probe_prompts:
+                    _, heldout = self._load_data()
+                    self.probe = [self.encoder.encode(s) for s in heldout[: self.probe_prompts]]
+                    outputs = generate(self.engines, self.probe, sampling_params(self.cfg, 0, greedy=True))
+                    self.engine_greedy = [list(o.output_token_ids) for o in outputs]
+            super()._shutdown()
+
+    return HybridRecordingTrainer

@@ -1,0 +1,151 @@
+"""Policy -> rollout engines after each training step, and the hybrid engine's sleep/wake around it.
+
+Three ways the new weights travel (``rollout.weight_sync``, resolved by :func:`resolve_weight_sync`):
+
+- ``ipc``: the engines share the policy's devices (``train.colocate_all``, the hybrid engine). Each policy
+  rank packs buckets of parameters into a shared buffer on its own device and the engine on that device
+  opens it (CUDA IPC on GPU, shared memory on CPU; :mod:`openrlhf.rollout.ipc_weights`). A broadcast is
+  impossible there: NCCL refuses two ranks of one group on one GPU.
+- ``broadcast``: engines on their own devices join a torch.distributed group with policy rank 0, which
+  broadcasts parameter by parameter (NCCL for vLLM, gloo on CPU; :mod:`openrlhf.rollout.weight_sync`).
+- ``object_store``: rank 0's full weights through the Ray object store, once for all engines.
+
+The hybrid engine's memory dance, per step (OpenRLHF's order), when colocated:
+
+    generate -> engines.sleep()                              [vllm.enable_sleep]
+    log-probs, train (the policy wakes itself if it slept)
+    engines.wake_up(["weights"]) -> push weights -> policy.sleep()   [ds.enable_sleep]
+    engines.wake_up(["kv_cache"]) -> next generate
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from openrlhf.config import Config
+from openrlhf.rollout.ipc_weights import DEFAULT_BUCKET_BYTES
+
+
+def resolve_weight_sync(cfg: Config, backend: str) -> str:
+    """``rollout.weight_sync`` -> ipc | broadcast | object_store, refusing combinations that cannot work.
+
+    auto: ipc when colocated (``train.colocate_all``), broadcast for vLLM, object store for HF engines.
+    """
+    mode = cfg.rollout.weight_sync
+    colocated = cfg.train.colocate_all
+    if mode == "auto":
+        if colocated:
+            return "ipc"
+        return "broadcast" if backend == "vllm" else "object_store"
+    if mode == "ipc" and not colocated:
+        raise ValueError(
+            "rollout.weight_sync=ipc shares the policy's device memory with the engines: it needs "
+            "train.colocate_all (engines on their own devices use broadcast or object_store)"
+        )
+    if mode == "broadcast" and colocated and backend == "vllm":
+        raise ValueError(
+            "rollout.weight_sync=broadcast with train.colocate_all and vLLM: policy rank 0 and engine 0 share a GPU "
+            "and NCCL refuses two ranks on one device; use rollout.weight_sync=ipc (or auto)"
+        )
+    return mode
+
+
+class WeightPusher:
+    """Moves the policy's weights to the engines and sleeps/wakes colocated roles around training."""
+
+    def __init__(
+        self, cfg: Config, policy, engines: list, backend: str, *, bucket_bytes: int = DEFAULT_BUCKET_BYTES
+    ) -> None:
+        self.cfg = cfg
+        self.policy = policy
+        self.engines = engines
+        self.backend = backend
+        self.mode = resolve_weight_sync(cfg, backend)
+        self.bucket_bytes = bucket_bytes
+        colocated = cfg.train.colocate_all
+        self.engines_sleep = colocated and cfg.vllm.enable_sleep
+        self.policy_sleeps = colocated and cfg.ds.enable_sleep
+        self._group_ready = False
+        self._buckets: list[list[str]] | None = None
+
+    # ------------------------------------------------------------------ sleep / wake
+
+    def _engines_call(self, method: str, *args) -> list:
+        import ray
+
+        return ray.get([getattr(e, method).remote(*args) for e in self.engines])
+
+    def after_generation(self) -> None:
+        """The engines are done for this step: free their memory for training (vllm.enable_sleep)."""
+        if self.engines_sleep:
+            self._engines_call("sleep")
+
+    # ------------------------------------------------------------------ the push
+
+    def push(self) -> None:
+        """New weights into every engine; afterwards the engines are awake and ready to generate."""
+        if self.engines_sleep:
+            self._engines_call("wake_up", ["weights"])
+        if self.mode == "ipc":
+            self._push_ipc()
+        elif self.mode == "broadcast":
+            self._push_broadcast()
+        else:
+            self._push_object_store()
+        if self.policy_sleeps:
+            self.policy.call("sleep")
+        if self.engines_sleep:
+            self._engines_call("wake_up", ["kv_cache"])
+
+    def _push_ipc(self) -> None:
+        import ray
+
+        if self._buckets is None:
+            self._buckets = ray.get(self.policy.handles[0].ipc_buckets.remote(self.bucket_bytes))
+        try:
+            for names in self._buckets:
+                payloads = self.policy.call("ipc_weight_bucket", names)
+                by_device = {p["device"]: p for p in payloads if p is not None}
+                self._engines_call("update_weights_from_ipc", by_device)
+        finally:
+            self.policy.call("release_ipc_weights")
+
+    def _init_broadcast_group(self) -> None:
+        """One torch.distributed group: policy rank 0 (rank 0) and every engine rank, apart from DeepSpeed's."""
+        import ray
+
+        from openrlhf.rollout.weight_sync import engine_sync_ranks, sync_world_size
+
+        per_engine = self.cfg.vllm.tensor_parallel_size if self.backend == "vllm" else 1
+        world = sync_world_size(len(self.engines), per_engine)
+        backend = self.cfg.vllm.sync_backend if self.backend == "vllm" else "gloo"
+        addr, port = ray.get(self.policy.handles[0].sync_address.remote())
+        name = f"weight-sync-{port}"
+        refs = [h.init_weight_sync.remote(addr, port, world, name, backend) for h in self.policy.handles]
+        ranks = engine_sync_ranks(len(self.engines), per_engine)
+        refs += [
+            e.init_weight_sync_group.remote(addr, port, r, world, name, backend)
+            for e, r in zip(self.engines, ranks, strict=True)
+        ]
+        ray.get(refs)
+        self._group_ready = True
+
+    def _push_broadcast(self) -> None:
+        import ray
+
+        if not self._group_ready:
+            self._init_broadcast_group()
+        meta = ray.get(self.policy.handles[0].weight_sync_meta.remote())
+        refs = [h.broadcast_weights.remote() for h in self.policy.handles]
+        refs += [engine.receive_weights.remote(meta) for engine in self.engines]
+        ray.get(refs)
+
+    def _push_object_store(self) -> None:
+        import ray
+
+        weights = self.policy.call("get_weights")[0]
+        ref = ray.put(weights)
+        ray.get([engine.update_weights.remote(ref) for engine in self.engines])
+
+    def describe(self) -> dict[str, Any]:
+        return {"mode": self.mode, "engines_sleep": self.engines_sleep, "policy_sleeps": self.policy_sleeps}
