@@ -4,16 +4,38 @@ Load order: the pydantic defaults below, then a YAML file (``--config configs/x.
 command-line overrides in OpenRLHF's style (``--actor.model_name_or_path PATH --vllm.num_engines 4
 --algo.advantage.estimator group_norm --train.colocate_all``). An unknown key or a bad value fails at
 start with a :class:`ConfigError` naming the key, the value and what is allowed.
+
+The loading machinery (command-line and YAML parsing, OpenRLHF's flag names, error messages) lives in
+openrlhf/config_loading.py; its public functions (:func:`load_config`, :func:`build_config`,
+:func:`dump_config`, :func:`parse_overrides`, :func:`load_yaml`, :func:`translate_yaml`) are importable from
+here, loaded on first use. ``--help`` text is generated from this tree (openrlhf/config_help.py).
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from openrlhf.config_loading import (
+        build_config as build_config,
+    )
+    from openrlhf.config_loading import (
+        dump_config as dump_config,
+    )
+    from openrlhf.config_loading import (
+        load_config as load_config,
+    )
+    from openrlhf.config_loading import (
+        load_yaml as load_yaml,
+    )
+    from openrlhf.config_loading import (
+        parse_overrides as parse_overrides,
+    )
+    from openrlhf.config_loading import (
+        translate_yaml as translate_yaml,
+    )
 
 
 class ConfigError(ValueError):
@@ -217,7 +239,11 @@ class AlgoConfig(Section):
 
 
 class RewardConfig(Section):
-    remote_url: list[str] = Field(default_factory=list, description="reward servers; batches are sharded")
+    remote_url: list[str] = Field(
+        default_factory=list,
+        description="reward servers (a list, one URL, or OpenRLHF's comma-separated URLs); batches are sharded. "
+        "One .py file instead: a reward function file, as in OpenRLHF (moved to reward.reward_func)",
+    )
     reward_func: str = Field("", description="a .py file defining reward_func(queries, prompts, labels, **kw)")
     launch_local_server: bool = Field(False, description="start the reward server on a free loopback port")
     server_config: str = Field("", description="recipes YAML for the locally launched server")
@@ -227,6 +253,44 @@ class RewardConfig(Section):
     concurrency: int = Field(8, ge=1)
     batch_size: int = Field(64, ge=1, description="samples per HTTP request")
     token_env: str = Field("", description="environment variable holding a bearer token")
+
+    @field_validator("remote_url", mode="before")
+    @classmethod
+    def _split_remote_url(cls, value: Any) -> Any:
+        """``"URL"`` and OpenRLHF's ``"URL1,URL2"`` become lists; list entries are stripped, empties dropped."""
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return [v.strip() for v in value if v.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _reward_func_from_remote_url(self) -> RewardConfig:
+        """OpenRLHF passes a reward function file as ``--reward.remote_url my_reward.py``: it becomes
+        ``reward_func`` (so ``remote_url`` holds only servers); a .py mixed with URLs is refused."""
+
+        def is_file(entry: str) -> bool:
+            return entry.endswith(".py") and not entry.lower().startswith(("http://", "https://"))
+
+        files = [entry for entry in self.remote_url if is_file(entry)]
+        if not files:
+            return self
+        if len(self.remote_url) > 1:
+            raise ValueError(
+                f"reward.remote_url: {self.remote_url} mixes a reward function file with reward servers "
+                "(or names several files): give one .py file, or http(s) URLs"
+            )
+        if self.reward_func and self.reward_func != files[0]:
+            raise ValueError(
+                f"reward.remote_url names the reward function file {files[0]!r} and reward.reward_func "
+                f"names {self.reward_func!r}: set one"
+            )
+        # Set directly: assigning would run this check again (validate_assignment).
+        self.__dict__["reward_func"] = files[0]
+        self.__dict__["remote_url"] = []
+        return self
 
 
 # --------------------------------------------------------------------------- training
@@ -369,6 +433,17 @@ class Config(Section):
     def _check_cross_fields(self) -> Config:
         if self.reward.remote_url and self.reward.reward_func:
             raise ValueError("reward.remote_url and reward.reward_func are exclusive: set one")
+        if self.reward.launch_local_server and (self.reward.remote_url or self.reward.reward_func):
+            other = "reward.reward_func" if self.reward.reward_func else "reward.remote_url"
+            raise ValueError(
+                f"reward.launch_local_server with {other}: the launched server is the reward source, so "
+                f"{other} must be empty; set one of them"
+            )
+        if self.algo.dynamic_filter.enable and self.rollout.n_samples_per_prompt < 2:
+            raise ValueError(
+                "algo.dynamic_filter.enable drops prompts whose responses all score alike: it needs "
+                f"rollout.n_samples_per_prompt >= 2, got {self.rollout.n_samples_per_prompt}"
+            )
         if self.ds.enable_sleep and self.ds.adam_offload:
             raise ValueError(
                 "ds.enable_sleep with ds.adam_offload: the optimizer states already live in host memory and "
@@ -386,161 +461,17 @@ class Config(Section):
         return self
 
 
-# --------------------------------------------------------------------------- loading
+# --------------------------------------------------------------------------- loading (openrlhf/config_loading.py)
+
+_LOADING_NAMES = frozenset(
+    {"build_config", "dump_config", "load_config", "load_yaml", "parse_overrides", "translate_yaml"}
+)
 
 
-def _describe_allowed(model: type[BaseModel], key: str) -> str:
-    field = model.model_fields.get(key)
-    if field is None:
-        return ""
-    choices = get_args(field.annotation)
-    if choices and all(isinstance(c, (str, int)) for c in choices):
-        return " (allowed: " + ", ".join(repr(c) for c in choices) + ")"
-    return f" (expected {getattr(field.annotation, '__name__', field.annotation)})"
+def __getattr__(name: str) -> Any:
+    """The loading API, imported on first use: openrlhf.config_loading imports this module's tree."""
+    if name in _LOADING_NAMES:
+        from openrlhf import config_loading
 
-
-def _section_at(path: list[str]) -> type[BaseModel]:
-    model: type[BaseModel] = Config
-    for part in path:
-        annotation = model.model_fields[part].annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            break
-        model = annotation
-    return model
-
-
-def _format_validation_error(err: ValidationError, values: dict[str, Any]) -> str:
-    lines = []
-    for item in err.errors():
-        loc = [str(p) for p in item["loc"]]
-        key = ".".join(loc)
-        value: Any = values
-        for part in loc:
-            if isinstance(value, dict):
-                value = value.get(part)
-            elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-                value = value[int(part)]
-            else:
-                value = None
-        if item["type"] == "extra_forbidden":
-            section = _section_at(loc[:-1])
-            allowed = ", ".join(sorted(section.model_fields))
-            prefix = ".".join(loc[:-1]) or "<top level>"
-            lines.append(f"unknown config key '{key}' (allowed under {prefix}: {allowed})")
-        elif item["type"] == "value_error" and (not loc or _section_at(loc) is not _section_at(loc[:-1])):
-            # a section's own cross-field check: its message names the keys
-            lines.append(item["msg"].removeprefix("Value error, "))
-        else:
-            hint = _describe_allowed(_section_at(loc[:-1]), loc[-1]) if loc else ""
-            lines.append(f"bad value for '{key}': {value!r}: {item['msg']}{hint}")
-    return "invalid config:\n  " + "\n  ".join(lines)
-
-
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = tree
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"config key '{dotted}': '{part}' is a value, not a section")
-        node = child
-    node[parts[-1]] = value
-
-
-def _parse_scalar(text: str) -> Any:
-    """Parse a command-line value as YAML (numbers, booleans, [lists]); plain text stays a string."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def parse_overrides(argv: list[str]) -> dict[str, Any]:
-    """Turn ``--a.b value`` / ``--a.b=value`` / ``--flag`` (true) into a nested dict."""
-    tree: dict[str, Any] = {}
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if not arg.startswith("--") or len(arg) == 2:
-            raise ConfigError(f"unexpected argument {arg!r}: options look like --section.key value")
-        key = arg[2:]
-        if "=" in key:
-            key, raw = key.split("=", 1)
-            value = _parse_scalar(raw)
-            i += 1
-        elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-            value = _parse_scalar(argv[i + 1])
-            i += 2
-        else:
-            value = True
-            i += 1
-        if "." not in key:
-            raise ConfigError(
-                f"option '--{key}' names no section; use --section.key (sections: {', '.join(Config.model_fields)})"
-            )
-        _set_dotted(tree, key, value)
-    return tree
-
-
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    return data
-
-
-def build_config(values: dict[str, Any]) -> Config:
-    try:
-        return Config.model_validate(values)
-    except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, values)) from None
-
-
-def load_config(argv: list[str] | None = None, default_config: str | None = None) -> tuple[Config, bool]:
-    """Parse ``[--config FILE] [--print-config] [--a.b value ...]``; returns (config, print_requested).
-
-    ``default_config`` is the YAML used when no ``--config`` is given (the embedded default of a CLI).
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    config_path = default_config
-    print_config = False
-    rest: list[str] = []
-    i = 0
-    while i < len(argv):
-        if argv[i] == "--config":
-            if i + 1 >= len(argv):
-                raise ConfigError("--config needs a YAML file path")
-            config_path = argv[i + 1]
-            i += 2
-        elif argv[i].startswith("--config="):
-            config_path = argv[i].split("=", 1)[1]
-            i += 1
-        elif argv[i] == "--print-config":
-            print_config = True
-            i += 1
-        else:
-            rest.append(argv[i])
-            i += 1
-    values = load_yaml(config_path) if config_path else {}
-    values = _deep_merge(values, parse_overrides(rest))
-    return build_config(values), print_config
-
-
-def dump_config(cfg: Config) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+        return getattr(config_loading, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

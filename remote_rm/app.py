@@ -1,9 +1,12 @@
 """The FastAPI app: POST /get_reward, GET /health, GET /metrics.
 
 The body of /get_reward is read with a size cap (413 past ``limits.max_body_bytes``, checked on the
-Content-Length header and again while streaming) and validated by :mod:`remote_rm.protocol`; every
-4xx answers ``{"detail": message, "field": name}``. An optional bearer token protects /get_reward and
-/metrics (compared in constant time; 401 without it); /health stays open for probes.
+Content-Length header and again while streaming) and validated by :mod:`remote_rm.protocol`; a sample
+without a label whose recipe needs one is a 422 too (:meth:`remote_rm.scoring.Scorer.check_labels`).
+Every 4xx answers ``{"detail": message, "field": name}`` and is logged as a warning (at most once per
+30 s per kind, with a count), since OpenRLHF's client only logs the status line. An optional bearer
+token protects /get_reward and /metrics (compared in constant time; 401 without it); /health stays
+open for probes.
 """
 
 from __future__ import annotations
@@ -48,11 +51,37 @@ def _error(exc: ProtocolError) -> JSONResponse:
     return JSONResponse(exc.as_dict(), status_code=exc.status)
 
 
+class _RejectionLog:
+    """Logs rejected requests as warnings, at most once per ``every_s`` per (status, field without indices)."""
+
+    def __init__(self, every_s: float = 30.0) -> None:
+        self.every_s = every_s
+        self.last: dict[tuple[int, str], float] = {}
+        self.suppressed: dict[tuple[int, str], int] = {}
+
+    def __call__(self, exc: ProtocolError) -> None:
+        key = (exc.status, (exc.field or "").split("[")[0])
+        now = time.monotonic()
+        if now - self.last.get(key, -self.every_s) < self.every_s:
+            self.suppressed[key] = self.suppressed.get(key, 0) + 1
+            return
+        self.last[key] = now
+        more = self.suppressed.pop(key, 0)
+        log.warning(
+            "rejected /get_reward: %d %s: %s%s",
+            exc.status,
+            exc.field or "-",
+            exc.message[:500],
+            f" (and {more} more like it in the last {self.every_s:.0f} s)" if more else "",
+        )
+
+
 def create_app(config: ServiceConfig, token: str | None = None) -> FastAPI:
     """The reward service for ``config``; ``token`` (if any) is required as ``Authorization: Bearer``."""
     metrics = ServiceMetrics()
     scorer = Scorer(config, metrics)
     expected = f"Bearer {token}".encode() if token else None
+    log_rejection = _RejectionLog()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -100,8 +129,10 @@ def create_app(config: ServiceConfig, token: str | None = None) -> FastAPI:
                 body = await _read_body(request, config.limits.max_body_bytes)
                 payload = parse_json(body)
                 reward_request = parse_request(payload, config.known_tasks(), config.limits.max_samples)
+                scorer.check_labels(reward_request)
             except ProtocolError as exc:
                 code = exc.status
+                log_rejection(exc)
                 return _error(exc)
             result = await scorer.score(reward_request)
             return JSONResponse(result)

@@ -29,6 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers", type=int, default=None, help="scoring worker processes (default: pool.workers, 0 = min(4, CPUs))"
     )
+    p.add_argument(
+        "--extra-logs-keys",
+        choices=["all", "batch"],
+        default=None,
+        help="override extra_logs_keys (all: every component in every answer, for OpenRLHF's one-sample client; "
+        "batch: only the request's components, what this project's trainer sends)",
+    )
     p.add_argument("--token-env", default=None, help="environment variable holding the bearer token to require")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--check", action="store_true", help="validate the config, print it and WordNet's status, exit")
@@ -38,7 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, load the config and serve; returns the exit code (2 for bad arguments/config)."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: 0 after --help / --version, 2 on usage errors
+        return int(exc.code) if isinstance(exc.code, int) else 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from remote_rm.settings import ConfigError, load_config
 
@@ -52,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             print("openrlhf-reward-server: --workers must be >= 1", file=sys.stderr)
             return 2
         config.pool.workers = args.workers
+    if args.extra_logs_keys is not None:
+        config.extra_logs_keys = args.extra_logs_keys
     token = None
     if args.token_env:
         token = os.environ.get(args.token_env, "")

@@ -2,6 +2,8 @@
 
 Per request:
 
+0. :meth:`Scorer.check_labels`: a sample without a label whose recipe has a component that needs one
+   makes the request a 422 that names the recipe and the components;
 1. each query's response is cut out (:mod:`remote_rm.response`) and capped at
    ``limits.max_response_chars``; each label picks its recipe (plain string: ``default_recipe``;
    object: ``tasks[label.task]``);
@@ -28,7 +30,7 @@ from remote_rm import rewards, worker
 from remote_rm.judge import JudgeClient
 from remote_rm.metrics import ServiceMetrics
 from remote_rm.pool import PoolCrashed, PoolTimeout, WorkerPool
-from remote_rm.protocol import Label, RewardRequest
+from remote_rm.protocol import Label, ProtocolError, RewardRequest, describe_label
 from remote_rm.response import extract_response, make_rule
 from remote_rm.rewards.length import cosine_length
 from remote_rm.rewards.math_accuracy import gold_answer, math_answer
@@ -36,6 +38,59 @@ from remote_rm.settings import ComponentSpec, RecipeSpec, ServiceConfig
 from remote_rm.text import truncate
 
 log = logging.getLogger("remote_rm.scoring")
+
+# Built-in components that never look at the label; every other built-in compares with the solution.
+LABEL_FREE = frozenset({"format", "omnirl_length", "repetition_penalty", "cosine_length", "judge_consistency"})
+
+# Keys OpenRLHF itself keeps in an experience's ``info`` dict (and the per-sample fields and training
+# metrics merged with it before logging). OpenRLHF copies ``extra_logs`` into ``info`` key by key
+# (``info[key] = torch.tensor([value])``), so an extra_logs key named like one of these would overwrite
+# OpenRLHF's own value; such keys are renamed (:func:`openrlhf_safe_names`).
+OPENRLHF_INFO_KEYS = frozenset(
+    {
+        # samples_generator / experience_maker: info and Experience episode fields
+        "reward", "score", "rewards", "scores", "response_length", "total_length", "truncated",
+        "response_clip_ratio", "kl", "logprobs_diff", "group_reward_std", "return",
+        # ppo_actor / ppo_critic training metrics merged with info
+        "ppo_clip_ratio", "ppo_kl", "vllm_kl", "policy_loss", "entropy_loss", "actor_lr", "actor_grad_norm",
+        "critic_loss", "values", "critic_lr", "critic_grad_norm", "_num_samples", "_num_action_tokens", "_weights",
+        # ppo_trainer status
+        "dynamic_filtering_pass_rate", "generated_samples",
+    }
+)  # fmt: skip
+
+
+def openrlhf_safe_names(keys: list[str]) -> tuple[dict[str, str], str]:
+    """extra_logs names for component/count ``keys`` and for the combined reward, clear of OpenRLHF's keys.
+
+    The combined reward is ``reward_mean``; a key OpenRLHF uses itself (:data:`OPENRLHF_INFO_KEYS`,
+    ``reward`` included) becomes ``rm_<key>``; the rest keep their names. A new name that is taken
+    gets another ``rm_`` in front. Returns ({key: name}, name of the combined reward).
+    """
+    taken = {k for k in keys if k not in OPENRLHF_INFO_KEYS}
+
+    def fresh(name: str) -> str:
+        while name in taken or name in OPENRLHF_INFO_KEYS:
+            name = f"rm_{name}"
+        taken.add(name)
+        return name
+
+    reward_name = fresh("reward_mean")
+    names = {key: fresh(f"rm_{key}") if key in OPENRLHF_INFO_KEYS else key for key in dict.fromkeys(keys)}
+    return names, reward_name
+
+
+def _compares_with_label(spec: ComponentSpec) -> bool:
+    """A built-in that reads the solution (it scores 0 without one, when ``needs_label: false`` lets it through)."""
+    return spec.fn in rewards.BUILTIN and spec.fn not in LABEL_FREE
+
+
+def needs_label(spec: ComponentSpec) -> bool:
+    """Whether ``spec`` needs the sample's label: its ``needs_label``, else true for built-ins outside
+    :data:`LABEL_FREE`, false for custom functions."""
+    if spec.needs_label is not None:
+        return spec.needs_label
+    return _compares_with_label(spec)
 
 
 @dataclass
@@ -106,6 +161,14 @@ class Scorer:
             if config.uses("math_accuracy")
             else None
         )
+        self.label_needs: dict[str, list[ComponentSpec]] = {
+            name: [spec for spec in recipe.components if needs_label(spec)] for name, recipe in config.recipes.items()
+        }
+        self.all_keys = list(dict.fromkeys(spec.key for r in config.recipes.values() for spec in r.components))
+        self.log_names, self.reward_log_name = openrlhf_safe_names([*self.all_keys, *_Tally().counts])
+        renamed = {k: v for k, v in self.log_names.items() if k != v}
+        if renamed:
+            log.info("extra_logs names that OpenRLHF uses itself are renamed: %s", renamed)
         self.judge: JudgeClient | None = None
         self.math_fn = worker.verify_math  # tests swap in a function that crashes or hangs
         self.worker_status: list[dict[str, Any]] = []
@@ -138,6 +201,36 @@ class Scorer:
 
     # ------------------------------------------------------------------ scoring
 
+    def check_labels(self, request: RewardRequest) -> None:
+        """Raise a 422 :class:`ProtocolError` if a sample without a label goes to a recipe that needs one,
+        naming the recipe, its components that need a label, and how many samples lack one."""
+        lacking = [
+            (i, label)
+            for i, label in enumerate(request.labels)
+            if label.missing and self.label_needs[self.config.recipe_for(label.task)]
+        ]
+        if not lacking:
+            return
+        i, label = lacking[0]
+        recipe = self.config.recipe_for(label.task)
+        how = "the default_recipe" if not label.task else f"task {label.task!r}"
+        comps = ", ".join(
+            f"{spec.key} ({spec.fn})" if spec.key != spec.fn else spec.fn for spec in self.label_needs[recipe]
+        )
+        needs = f"recipe {recipe!r} ({how}) needs a label for component(s) {comps}"
+        if not request.has_labels:
+            raise ProtocolError(
+                422,
+                "labels",
+                f"field 'labels' is missing (OpenRLHF before 0.6 sends only 'query'), but {needs}; send labels, "
+                "or make default_recipe a recipe that needs none (format, length, repetition components)",
+            )
+        more = f" ({len(lacking)} of {len(request.labels)} samples have no label)" if len(lacking) > 1 else ""
+        hint = ' (OpenRLHF sends "" when its --label_key is not set)' if label.solution == "" else ""
+        raise ProtocolError(
+            422, f"labels[{i}]", f"labels[{i}] is {describe_label(label)}, that is no label{hint}, but {needs}{more}"
+        )
+
     def _prepare(self, request: RewardRequest, tally: _Tally) -> list[_Sample]:
         limit = self.config.limits.max_response_chars
         samples = []
@@ -152,6 +245,9 @@ class Scorer:
         for i, sample in enumerate(samples):
             for spec, comp in self.recipes[sample.recipe]:
                 if comp.kind != "plain" or comp.where != "inline":
+                    continue
+                if sample.label.missing and _compares_with_label(spec):
+                    values[spec.key][i] = 0.0  # only with needs_label: false
                     continue
                 try:
                     value = float(comp.func(sample.response, sample.label, **spec.params))
@@ -168,7 +264,11 @@ class Scorer:
         jobs = []
         for i, sample in enumerate(samples):
             for spec, comp in self.recipes[sample.recipe]:
-                if comp.kind == "plain" and comp.where == "pool":
+                if comp.kind != "plain" or comp.where != "pool":
+                    continue
+                if sample.label.missing and _compares_with_label(spec):
+                    values[spec.key][i] = 0.0  # only with needs_label: false
+                else:
                     jobs.append((i, spec, (spec.fn, spec.where, sample.response, sample.label, spec.params)))
         if not jobs:
             return
@@ -199,6 +299,9 @@ class Scorer:
                 if comp.kind != "math":
                     continue
                 params = spec.params
+                if sample.label.missing:  # only with needs_label: false
+                    values[spec.key][i] = 0.0
+                    continue
                 answer = math_answer(
                     sample.response, params.get("answer_tag", "answer"), params.get("boxed_fallback", True)
                 )
@@ -303,16 +406,27 @@ class Scorer:
         }
 
     def _extra_logs(self, values: dict[str, list[float | None]], rewards_out: list[float], tally: _Tally) -> dict:
+        """extra_logs in the configured shape, under names that do not clash with OpenRLHF's own info keys.
+
+        mean: {name: batch mean of the samples that have the component, reward_mean, counts};
+        per_sample: {name: [value per sample, 0.0 where the sample's recipe has none], reward_mean: [...]}.
+        With ``extra_logs_keys: all`` every component of every recipe is there (0.0 / [0.0, ...] when
+        no sample of the request has it), so every answer has the same keys.
+        """
+        n = len(rewards_out)
+        keys = self.all_keys if self.config.extra_logs_keys == "all" else list(values)
+        names = self.log_names
         if self.config.extra_logs == "per_sample":
-            logs: dict[str, Any] = {k: [0.0 if v is None else v for v in vs] for k, vs in values.items()}
-            logs["reward"] = list(rewards_out)
+            logs: dict[str, Any] = {}
+            for key in keys:
+                vs = values.get(key, [None] * n)
+                logs[names[key]] = [0.0 if v is None else v for v in vs]
+            logs[self.reward_log_name] = list(rewards_out)
             return logs
         logs = {}
-        for key, vs in values.items():
-            present = [v for v in vs if v is not None]
-            if present:
-                logs[key] = sum(present) / len(present)
-        if rewards_out:
-            logs["reward"] = sum(rewards_out) / len(rewards_out)
-        logs.update({k: float(v) for k, v in tally.counts.items()})
+        for key in keys:
+            present = [v for v in values.get(key, ()) if v is not None]
+            logs[names[key]] = sum(present) / len(present) if present else 0.0
+        logs[self.reward_log_name] = sum(rewards_out) / n if n else 0.0
+        logs.update({names[k]: float(v) for k, v in tally.counts.items()})
         return logs

@@ -34,6 +34,11 @@ class ComponentSpec(_Strict):
     weight: float = 1.0
     params: dict[str, Any] = Field(default_factory=dict)
     where: Literal["inline", "pool"] | None = Field(None, description="custom functions: run inline or in the pool")
+    needs_label: bool | None = Field(
+        None,
+        description="a sample without a label is a 422 when true; default: built-ins that compare with the "
+        "solution need one, format/length/repetition/judge_consistency and custom functions do not",
+    )
 
     @property
     def key(self) -> str:
@@ -125,7 +130,12 @@ class ServiceConfig(_Strict):
     pool: PoolSettings = Field(default_factory=PoolSettings)
     wordnet: WordNetSettings = Field(default_factory=WordNetSettings)
     extra_logs: Literal["mean", "per_sample"] = Field(
-        "mean", description="mean: {name: batch mean}; per_sample: {name: [value per sample]} (upstream OpenRLHF)"
+        "mean", description="mean: {name: batch mean}; per_sample: {name: [value per sample]} (OpenRLHF <= 0.8)"
+    )
+    extra_logs_keys: Literal["all", "batch"] = Field(
+        "all",
+        description="all: every component of every recipe in every answer (0.0 where the batch has none), so "
+        "OpenRLHF can batch the logs of one-sample answers; batch: only the batch's components",
     )
 
     @model_validator(mode="after")

@@ -60,6 +60,27 @@ def print_plan(command: str, cfg: Config) -> int:
     return 0 if plan.fits else 1
 
 
+def print_help(command: str, argv: list[str], description: str = "", *, allow_plan: bool = False) -> int | None:
+    """``-h`` / ``--help [SECTION]`` in ``argv``: print the help and return 0 (2 for an unknown section);
+    None when no help was asked for."""
+    from openrlhf.config_help import format_help, help_request
+
+    section = help_request(argv)
+    if section is None:
+        return None
+    if allow_plan and not section:
+        description = (
+            f"{description.rstrip()}\n\n--plan: print the placement and memory plan and exit (0: it fits, 1: not);\n"
+            "--plan-cluster NODESxGPUSxGB and --plan-model-size SIZE are --plan.cluster and --plan.model_size."
+        )
+    try:
+        print(format_help(command, section, description), end="")
+    except ConfigError as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def run_with_config(
     command: str,
     run: Callable[[Config], object],
@@ -67,13 +88,17 @@ def run_with_config(
     default_config: str | None = None,
     *,
     allow_plan: bool = False,
+    description: str = "",
 ) -> int:
     """Parse the config, print it if asked, run; turn expected failures into a message and exit code.
 
     ``allow_plan``: accept ``--plan`` (print the placement and memory plan instead of running) and the
-    ``--plan-cluster`` / ``--plan-model-size`` aliases.
+    ``--plan-cluster`` / ``--plan-model-size`` aliases. ``-h`` / ``--help [SECTION]`` prints the config
+    tree's keys (openrlhf/config_help.py) after ``description`` and exits 0.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    if (code := print_help(command, argv, description, allow_plan=allow_plan)) is not None:
+        return code
     want_plan = False
     if allow_plan:
         argv, want_plan = split_plan_args(argv)

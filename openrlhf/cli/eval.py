@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         _print_summary(report)
         print(f"openrlhf-eval: report written to {report['report_path']}")
 
-    return run_with_config("openrlhf-eval", run, rest)
+    return run_with_config("openrlhf-eval", run, rest, description=__doc__)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ def _run(cfg: Config) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_with_config("openrlhf-sft", _run, argv)
+    return run_with_config("openrlhf-sft", _run, argv, description=__doc__)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: 0 after --help, 2 on usage errors
+        return int(exc.code) if isinstance(exc.code, int) else 2
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         print(f"openrlhf-tiny: --out {out} exists and is not a folder", file=sys.stderr)

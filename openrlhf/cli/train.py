@@ -1,4 +1,7 @@
-"""openrlhf-train: the RL driver (single controller). With no --config it runs the embedded default demo.
+"""openrlhf-train: the RL driver (single controller). With no --config and no model it runs the embedded demo.
+
+A command that names a model (--actor.model_name_or_path, or OpenRLHF's flat --pretrain) without --config trains
+that model on the config tree's defaults, as a pasted OpenRLHF command expects; the demo is for the bare command.
 
 openrlhf-train                                   # configs/demo_text.yaml: tiny LM, SFT warm start, GRPO
 openrlhf-train --config configs/grpo.yaml --actor.model_name_or_path DIR --vllm.num_engines 4
@@ -25,9 +28,20 @@ def _run(cfg: Config) -> None:
         RLTrainer(cfg).fit()
 
 
+def _names_a_model(argv: list[str]) -> bool:
+    return any(a.split("=", 1)[0] in ("--actor.model_name_or_path", "--pretrain") for a in argv)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    demo = None if _names_a_model(argv) else default_config_path("demo_text.yaml")
     return run_with_config(
-        "openrlhf-train", _run, argv, default_config=default_config_path("demo_text.yaml"), allow_plan=True
+        "openrlhf-train",
+        _run,
+        argv,
+        default_config=demo,
+        allow_plan=True,
+        description=__doc__,
     )
 
 

@@ -220,7 +220,11 @@ def open_reward_source(reward_cfg: RewardConfig, log_dir: str | os.PathLike[str]
         urls = None
         if reward_cfg.launch_local_server:
             server = LocalRewardServer(
-                reward_cfg.server_config or None, log_dir=log_dir, token_env=reward_cfg.token_env or None
+                reward_cfg.server_config or None,
+                log_dir=log_dir,
+                token_env=reward_cfg.token_env or None,
+                # this trainer sends whole batches: logs only of the components the batch has
+                extra_args=["--extra-logs-keys", "batch"],
             )
             stack.enter_context(server)
             urls = [server.url]

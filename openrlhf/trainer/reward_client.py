@@ -3,7 +3,9 @@
 The HTTP protocol is OpenRLHF's remote RM: ``POST <url>`` with
 ``{"query": [str], "prompts": [str], "labels": [str | object]}`` answers
 ``{"rewards": [float], "scores": [float], "extra_logs": {name: float}, "components": {name: [float]}}``.
-Only ``rewards`` is required; ``scores`` defaults to the rewards.
+Only ``rewards`` is required; ``scores`` defaults to the rewards. What OpenRLHF's reward functions and
+``serve_rm.py`` send is accepted too: torch tensors and numpy arrays anywhere a list or number goes, and
+``extra_logs`` with one value per sample (``{"dummy_scores": [...]}``), averaged over the batch.
 
 Both sources share one call, ``score(queries, prompts, labels) -> RewardResult``, and ``close()``.
 """
@@ -59,33 +61,119 @@ class RewardResult:
 
 
 # --------------------------------------------------------------------------- response parsing
+#
+# What answers may hold (OpenRLHF's reward functions and servers send all of these):
+#   rewards, scores:  a list / torch tensor / numpy array of one number per sample; items may be
+#                     numbers, bools, 0-d or 1-element tensors, or 1-element lists ([[r0], [r1]], shape
+#                     (n, 1) or (1, n)); a single number only when the batch has one sample.
+#   extra_logs[name]: a number (the batch's value), or one value per sample (averaged; None skipped).
+#   components[name]: one number or None per sample.
+
+
+def _plain(value: Any) -> Any:
+    """Tensors, arrays and numpy scalars as Python numbers and lists; anything else unchanged."""
+    if isinstance(value, (str, bytes, list, tuple, Mapping)) or value is None:
+        return value
+    if hasattr(value, "detach"):  # torch: off the graph (and off the GPU) first
+        value = value.detach().cpu()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+def describe_value(value: Any, limit: int = 300) -> str:
+    """A short description of what a reward source returned: types and shapes, a few values."""
+    text = _describe(value, 0)
+    return text if len(text) <= limit else text[: limit - 4] + " ..."
+
+
+def _describe(value: Any, depth: int) -> str:
+    shape = getattr(value, "shape", None)
+    if shape is not None and hasattr(value, "dtype") and not isinstance(value, (int, float)):
+        kind = type(value)
+        return f"{kind.__module__.split('.')[0]}.{kind.__name__}(shape={tuple(shape)}, dtype={value.dtype})"
+    if isinstance(value, Mapping):
+        if depth > 1:
+            return f"dict[{len(value)}]"
+        items = [f"{key!r}: {_describe(item, depth + 1)}" for key, item in list(value.items())[:8]]
+        return "{" + ", ".join(items) + (", ..." if len(value) > 8 else "") + "}"
+    if isinstance(value, (list, tuple)):
+        kinds = sorted({type(v).__name__ for v in value})
+        head = ", ".join(_describe(v, depth + 2) if depth < 2 else type(v).__name__ for v in value[:3])
+        more = ", ..." if len(value) > 3 else ""
+        of = f" of {'/'.join(kinds)}" if kinds else ""
+        return f"{type(value).__name__}[{len(value)}]{of}: [{head}{more}]"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:56] + " ..."
+
+
+def _as_number(value: Any, what: str, where: str, allow_nan: bool) -> float:
+    """One sample's value: a number, a bool, a 0-d / 1-element tensor or list."""
+    value = _plain(value)
+    while isinstance(value, (list, tuple)) and len(value) == 1:
+        value = _plain(value[0])
+    if value is None and allow_nan:  # a component the sample's recipe does not have
+        return math.nan
+    if isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, (int, float)):
+        raise RewardError(f"{where}: {what} is {describe_value(value, 120)}, not a number")
+    value = float(value)
+    if not allow_nan and not math.isfinite(value):
+        raise RewardError(f"{where}: {what} is {value}, not a finite number")
+    return value
+
+
+def _per_sample(values: Any, n: int) -> Any:
+    """``values`` as a list when it is one: (1, n) rows become n values."""
+    values = _plain(values)
+    if isinstance(values, tuple):
+        values = list(values)
+    if isinstance(values, list) and len(values) == 1 and n != 1:
+        inner = _plain(values[0])
+        if isinstance(inner, (list, tuple)) and len(inner) == n:
+            return list(inner)
+    return values
 
 
 def _float_list(values: Any, n: int, what: str, where: str, allow_nan: bool = False) -> list[float]:
-    if hasattr(values, "tolist"):  # torch tensors and numpy arrays
-        values = values.tolist()
-    if not isinstance(values, (list, tuple)):
-        raise RewardError(f"{where}: '{what}' must be a list of {n} numbers, got {type(values).__name__}")
+    values = _per_sample(values, n)
+    if isinstance(values, (int, float)):  # bools too
+        if n == 1:
+            return [_as_number(values, f"'{what}'", where, allow_nan)]
+        raise RewardError(
+            f"{where}: '{what}' is one number ({values!r}) for {n} samples: give one value per sample "
+            "(a reward_func gets the whole batch in one call)"
+        )
+    if not isinstance(values, list):
+        raise RewardError(f"{where}: '{what}' must be a list of {n} numbers, got {describe_value(values, 120)}")
     if len(values) != n:
         raise RewardError(f"{where}: '{what}' has {len(values)} values for {n} samples")
-    out = []
-    for i, value in enumerate(values):
-        if value is None and allow_nan:  # a component the sample's recipe does not have
-            value = math.nan
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise RewardError(f"{where}: '{what}'[{i}] is {value!r}, not a number")
-        value = float(value)
-        if not allow_nan and not math.isfinite(value):
-            raise RewardError(f"{where}: '{what}'[{i}] is {value}, not a finite number")
-        out.append(value)
-    return out
+    return [_as_number(value, f"'{what}'[{i}]", where, allow_nan) for i, value in enumerate(values)]
+
+
+def _log_value(value: Any, n: int, name: str, where: str) -> float | None:
+    """One extra_logs entry as the batch's value: a number as it is, per-sample values averaged
+    (None and NaN skipped; None when nothing is left)."""
+    what = f"'extra_logs'[{name!r}]"
+    values = _per_sample(value, n)
+    if not isinstance(values, list) or len(values) == 1:
+        values = [values[0] if isinstance(values, list) else values]
+    elif len(values) != n:
+        raise RewardError(
+            f"{where}: {what} has {len(values)} values for {n} samples (send one number, or one per sample)"
+        )
+    label = (lambda i: what) if len(values) == 1 else (lambda i: f"{what}[{i}]")
+    numbers = [_as_number(v, label(i), where, allow_nan=True) for i, v in enumerate(values)]
+    kept = [v for v in numbers if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else None
 
 
 def parse_reward_payload(payload: Any, n: int, where: str) -> RewardResult:
     """Validate one answer (HTTP JSON body or reward_func return value) for ``n`` samples.
 
-    Accepts ``{"rewards": [...], ...}``, or a bare list/tensor of rewards. Raises :class:`RewardError`
-    naming ``where`` (the URL or file) and the bad key.
+    Accepts ``{"rewards": ..., "scores": ..., "extra_logs": ..., "components": ...}`` (shapes above),
+    or bare rewards. Raises :class:`RewardError` naming ``where`` (the URL or file) and the bad key.
     """
     if not isinstance(payload, Mapping):
         payload = {"rewards": payload}
@@ -97,13 +185,14 @@ def parse_reward_payload(payload: Any, n: int, where: str) -> RewardResult:
     extra_logs: dict[str, float] = {}
     raw_logs = payload.get("extra_logs") or {}
     if not isinstance(raw_logs, Mapping):
-        raise RewardError(f"{where}: 'extra_logs' must be an object of name -> number")
+        raise RewardError(
+            f"{where}: 'extra_logs' must be an object of name -> number or per-sample numbers, "
+            f"got {describe_value(raw_logs, 120)}"
+        )
     for name, value in raw_logs.items():
-        if hasattr(value, "item"):
-            value = value.item()
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise RewardError(f"{where}: 'extra_logs'[{name!r}] is {value!r}, not a number")
-        extra_logs[str(name)] = float(value)
+        logged = _log_value(value, n, str(name), where)
+        if logged is not None:
+            extra_logs[str(name)] = logged
     components: dict[str, list[float]] = {}
     raw_components = payload.get("components") or {}
     if not isinstance(raw_components, Mapping):
@@ -322,7 +411,7 @@ class RemoteRewardClient:
             try:
                 return parse_reward_payload(payload, n, f"reward server {url}")
             except RewardError as exc:
-                raise RewardServiceError(str(exc)) from None
+                raise RewardServiceError(f"{exc} (the answer: {_short(response.text, 300)})") from None
         raise RewardServiceError(
             f"reward server {url} failed after {attempts} attempt{'s' if attempts > 1 else ''} "
             f"(timeout {self.timeout:g} s, backoff {self.backoff:g} s): {last_error}"
@@ -359,17 +448,24 @@ class FileRewardFunction:
         self.func = func
 
     def score(self, queries: Sequence[str], prompts: Sequence[str], labels: Sequence[Any], **kw: Any) -> RewardResult:
+        """One call with the whole batch; a failure is one :class:`RewardFunctionError` naming the file,
+        the call and (for an unusable answer) what came back."""
         _check_batch(queries, prompts, labels)
         if not queries:
             return RewardResult([], [], {}, {})
+        n = len(queries)
+        call = f"reward_func({n} quer{'y' if n == 1 else 'ies'}, {n} prompts, {n} labels"
+        call += "".join(f", {key}=..." for key in kw) + ")"
         try:
             out = self.func(list(queries), list(prompts), list(labels), **kw)
         except Exception as exc:
-            raise RewardFunctionError(f"{self.path}: reward_func raised {exc!r}") from exc
+            shown = repr(exc)
+            shown = shown if len(shown) <= 300 else shown[:296] + " ..."
+            raise RewardFunctionError(f"{self.path}: reward_func raised {shown} in the call {call}") from exc
         try:
-            return parse_reward_payload(out, len(queries), f"{self.path}: reward_func")
+            return parse_reward_payload(out, n, f"{self.path}: reward_func")
         except RewardError as exc:
-            raise RewardFunctionError(str(exc)) from None
+            raise RewardFunctionError(f"{exc} (the call {call} returned {describe_value(out)})") from None
 
     def close(self) -> None:
         pass
@@ -384,20 +480,37 @@ class FileRewardFunction:
 RewardSource = RemoteRewardClient | FileRewardFunction
 
 
+def is_reward_func_path(entry: str) -> bool:
+    """A ``reward.remote_url`` entry naming a Python reward function file rather than a server."""
+    entry = entry.strip()
+    return entry.endswith(".py") and not entry.lower().startswith(("http://", "https://"))
+
+
 def create_reward_source(reward_cfg: RewardConfig, urls: Sequence[str] | None = None) -> RewardSource:
     """The reward source the config asks for: a reward_func file, or the HTTP client.
 
-    ``urls`` (e.g. a locally launched server's URL) is used when ``reward.remote_url`` is empty.
+    ``urls`` (e.g. a locally launched server's URL) is used when ``reward.remote_url`` is empty. A
+    ``reward.remote_url`` that is one ``.py`` file is a reward function file, as in OpenRLHF (the config
+    already moves it to ``reward.reward_func``; this covers a RewardConfig built without validation).
     """
-    if reward_cfg.reward_func:
-        if reward_cfg.remote_url or urls:
+    remote_url = list(reward_cfg.remote_url)
+    reward_func = reward_cfg.reward_func
+    if not reward_func and len(remote_url) == 1 and is_reward_func_path(remote_url[0]):
+        reward_func, remote_url = remote_url[0], []  # OpenRLHF's --reward.remote_url my_reward.py
+    if any(is_reward_func_path(url) for url in remote_url):
+        raise ValueError(
+            f"reward.remote_url: {remote_url} mixes a reward function file with reward servers: "
+            "give one .py file, or http(s) URLs"
+        )
+    if reward_func:
+        if remote_url or urls:
             raise ValueError("reward.reward_func and reward servers are exclusive: set one")
-        return FileRewardFunction(reward_cfg.reward_func)
-    if reward_cfg.remote_url and urls:
+        return FileRewardFunction(reward_func)
+    if remote_url and urls:
         raise ValueError(
             "reward.remote_url is set and a local reward server was launched (reward.launch_local_server): set one"
         )
-    chosen = list(urls or reward_cfg.remote_url)
+    chosen = list(urls or remote_url)
     if not chosen:
         raise ValueError(
             "no reward source: set reward.remote_url, reward.reward_func, or reward.launch_local_server: true"

@@ -45,3 +45,15 @@ def test_print_config_prints_yaml_and_runs_nothing(capsys):
     ran = []
     assert run_with_config("openrlhf-train", ran.append, ["--train.seed", "7", "--print-config"]) == 0
     assert "seed: 7" in capsys.readouterr().out and not ran
+
+
+def test_a_command_naming_a_model_does_not_run_the_demo(capsys):
+    """A pasted OpenRLHF command has no --config: it must train the named model, not the embedded demo."""
+    import yaml
+
+    from openrlhf.cli.train import main
+
+    assert main(["--actor.model_name_or_path", "/models/x", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["demo"]["enable"] is False
+    assert main(["--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["demo"]["enable"] is True

@@ -148,12 +148,13 @@ def test_judge_concurrency_is_limited(server, fake_judge):
         (b"\xff\xfe garbage", 400, None),
         (b"[1, 2]", 422, None),
         (b'{"prompts": [], "labels": []}', 422, "query"),
-        (b'{"query": ["a"], "labels": ["x"]}', 422, "prompts"),
-        (b'{"query": ["a"], "prompts": [""]}', 422, "labels"),
+        (b'{"query": ["a"], "prompts": [3], "labels": ["x"]}', 422, "prompts[0]"),
+        (b'{"query": ["a"], "prompts": [""]}', 422, "labels"),  # no labels, and the default recipe (math) needs one
         (b'{"query": ["a", "b"], "prompts": ["", ""], "labels": ["x"]}', 422, "labels"),
         (b'{"query": "a", "prompts": [""], "labels": ["x"]}', 422, "query"),
         (b'{"query": ["a", 3], "prompts": ["", ""], "labels": ["x", "y"]}', 422, "query[1]"),
-        (b'{"query": ["a"], "prompts": [""], "labels": [5]}', 422, "labels[0]"),
+        (b'{"query": ["a"], "prompts": [""], "labels": {"solution": "x"}}', 422, "labels"),
+        (b'{"query": ["a"], "prompts": [""], "labels": [null]}', 422, "labels[0]"),  # math needs a label
         (b'{"query": ["a"], "prompts": [""], "labels": [{"task": "rec"}]}', 422, "labels[0].solution"),
         (b'{"query": ["a"], "prompts": [""], "labels": [{"solution": "x", "task": "nope"}]}', 422, "labels[0].task"),
         (

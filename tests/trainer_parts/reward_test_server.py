@@ -96,15 +96,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class ThreadedRewardServer:
-    """The app under uvicorn in a daemon thread of the test process."""
+class ThreadedApp:
+    """An ASGI app under uvicorn in a daemon thread of the test process, on a free loopback port."""
 
-    def __init__(self) -> None:
-        self.behaviour = Behaviour()
+    name = "test server"
+
+    def __init__(self, app) -> None:
         self.port = free_port()
-        config = uvicorn.Config(
-            build_app(self.behaviour), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
-        )
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -112,18 +111,28 @@ class ThreadedRewardServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/get_reward"
 
-    def __enter__(self) -> ThreadedRewardServer:
+    def __enter__(self):
         self.thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 20
         while not self.server.started:
             if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("test reward server did not start")
+                raise RuntimeError(f"{self.name} did not start")
             time.sleep(0.01)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+class ThreadedRewardServer(ThreadedApp):
+    """The app under uvicorn in a daemon thread of the test process."""
+
+    name = "test reward server"
+
+    def __init__(self) -> None:
+        self.behaviour = Behaviour()
+        super().__init__(build_app(self.behaviour))
 
 
 def main() -> None:
