@@ -138,9 +138,18 @@ def _split_items(raws: list[str]) -> list[str]:
     return [text]
 
 
+def _unquoted(text: str) -> str:
+    """A value wholly inside one pair of quotes, as a shell passes ``"''"`` or a YAML user writes ``'0123'``,
+    is the text between them (``--plan.model_size ''`` is empty); anything else is kept as given."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"" and text[0] not in text[1:-1]:
+        return text[1:-1]
+    return text
+
+
 def _parse_scalar(text: str, annotation: Any = str) -> Any:
     """One command-line value, parsed by the type of its key: ``0123`` stays text for a str key, booleans
     are true/false/1/0/yes/no/on/off. Text that does not parse stays text, so validation names the key."""
+    text = _unquoted(text)
     origin = get_origin(annotation)
     if origin is Literal:
         for choice in get_args(annotation):

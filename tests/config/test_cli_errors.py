@@ -57,3 +57,13 @@ def test_a_command_naming_a_model_does_not_run_the_demo(capsys):
     assert yaml.safe_load(capsys.readouterr().out)["demo"]["enable"] is False
     assert main(["--print-config"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["demo"]["enable"] is True
+
+
+def test_a_quoted_value_is_the_text_inside_the_quotes():
+    """`--plan.model_size ''` from a script or a test list means empty, as YAML's parser read it before."""
+    from openrlhf.config import load_config
+
+    cfg, _ = load_config(["--plan.model_size", "''", "--actor.model_name_or_path", '"0123"'])
+    assert cfg.plan.model_size == "" and cfg.actor.model_name_or_path == "0123"
+    cfg, _ = load_config(["--data.system_prompt", "it's"])
+    assert cfg.data.system_prompt == "it's"
