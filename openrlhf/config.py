@@ -344,7 +344,7 @@ class CheckpointConfig(Section):
 
 
 class PlanConfig(Section):
-    """The placement and memory planner (openrlhf/planner.py), run before any placement group."""
+    """The placement and memory planner (openrlhf/plan/), run before any placement group."""
 
     model_size: str = Field(
         "", description="parameters of the policy, e.g. 7B or 135M; empty: counted from the checkpoint's config.json"

@@ -106,7 +106,10 @@ def check_plan(cfg: Config, cluster: ClusterSpec | None = None, *, backend: str 
     """
     if cluster is None:
         cluster = resolve_cluster(cfg, required_cpus=make_plan(cfg, _NO_CLUSTER, None).required_cpus)
-    model, ref_model, notes = resolve_models(cfg)
+    if cluster.gpus_per_node > 0:
+        model, ref_model, notes = resolve_models(cfg)
+    else:  # a CPU cluster: only bundles are checked, so the checkpoint need not be opened at start-up
+        model, ref_model, notes = None, None, []
     plan = make_plan(cfg, cluster, model, ref_model=ref_model, backend=backend)
     plan.notes.extend(notes)
     if cfg.plan.enforce and not plan.fits:

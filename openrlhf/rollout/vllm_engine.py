@@ -259,8 +259,9 @@ def vllm_engine_kwargs(
 ) -> dict[str, Any]:
     """Arguments of ``vllm.LLM`` for a rollout engine (each one an ``EngineArgs`` field of vLLM 0.33).
 
-    - ``distributed_executor_backend``: "uni" (in-process worker) or "ray" (one Ray worker per TP rank),
-      both values of vLLM's ``DistributedExecutorBackend``.
+    - ``distributed_executor_backend``: "uni" (in-process worker), "ray" (one Ray worker per TP rank on
+      the placement group's bundles) or "mp" (vLLM's own processes, outside Ray: openrlhf-eval), all values
+      of vLLM's ``DistributedExecutorBackend`` (see :func:`executor_backend`).
     - ``logprobs_mode="processed_logprobs"`` with ``max_logprobs=1``: the sampled token's log-prob after
       temperature (and top-k/top-p); requests ask for ``logprobs=0``.
     - ``enable_sleep_mode``: lets colocated engines ``sleep(level=1)`` / ``wake_up(tags=...)``.

@@ -37,11 +37,7 @@ def resolve_weight_sync(cfg: Config, backend: str) -> str:
         if colocated:
             return "ipc"
         return "broadcast" if backend == "vllm" else "object_store"
-    if mode == "ipc" and not colocated:
-        raise ValueError(
-            "rollout.weight_sync=ipc shares the policy's device memory with the engines: it needs "
-            "train.colocate_all (engines on their own devices use broadcast or object_store)"
-        )
+    # ipc without colocate_all is refused when the config loads (Config._check_cross_fields).
     if mode == "broadcast" and colocated and backend == "vllm":
         raise ValueError(
             "rollout.weight_sync=broadcast with train.colocate_all and vLLM: policy rank 0 and engine 0 share a GPU "

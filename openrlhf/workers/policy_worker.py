@@ -294,7 +294,7 @@ class PolicyWorker:
         with deepspeed.zero.GatheredParameters([p for _, p in params], enabled=gather):
             if not self._shares_ipc():
                 return None
-            return self._ipc_sender.pack((n, p.data if hasattr(p, "data") else p) for n, p in params)
+            return self._ipc_sender.pack((n, p.detach()) for n, p in params)
 
     def release_ipc_weights(self) -> int:
         """Every engine has loaded the shared buffers: free them."""
