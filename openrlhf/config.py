@@ -120,12 +120,16 @@ class RolloutConfig(Section):
     top_k: int = Field(-1, ge=-1, description="-1: off")
     max_new_tokens: int = Field(64, ge=1)
     generate_batch_size: int = Field(64, ge=1, description="HF engine: sequences per generate call")
-    weight_sync: Literal["auto", "ipc", "object_store", "broadcast"] = Field(
+    max_tokens_per_gpu: int = Field(
+        0, ge=0, description="train.dynamic_batch_enable: tokens per log-prob micro-batch; 0: train.max_tokens_per_gpu"
+    )
+    weight_sync: Literal["auto", "in_process", "ipc", "object_store", "broadcast"] = Field(
         "auto",
-        description="policy -> engines: ipc (colocated: each policy rank shares a buffer on its own device, CUDA "
+        description="policy -> engines: in_process (colocated HF engines: the policy ranks generate with their own "
+        "weights, nothing is copied), ipc (colocated: each policy rank shares a buffer on its own device, CUDA "
         "IPC or shared memory), broadcast (torch.distributed group, parameter by parameter; NCCL for vLLM, gloo "
-        "on CPU) or the Ray object store; auto: ipc with train.colocate_all, else broadcast for vLLM and the "
-        "object store for HF",
+        "on CPU) or the Ray object store; auto: in_process with train.colocate_all and HF (ZeRO-0..2), ipc with "
+        "train.colocate_all otherwise, else broadcast for vLLM and the object store for HF",
     )
 
     @model_validator(mode="after")
@@ -311,6 +315,17 @@ class TrainConfig(Section):
     adam_betas: tuple[float, float] = (0.9, 0.95)
     max_norm: float = Field(1.0, ge=0.0, description="gradient clipping; 0: off")
     max_epochs: int = Field(1, ge=1, description="passes over each step's experience")
+    dynamic_batch_enable: bool = Field(
+        False, description="micro-batches by token budget (max_tokens_per_gpu) instead of a number of rows"
+    )
+    max_tokens_per_gpu: int = Field(
+        16192, ge=1, description="dynamic_batch_enable: tokens per training micro-batch (padded, or packed)"
+    )
+    recompute_old_logprobs: bool = Field(
+        False,
+        description="score old log-probs in their own forward even when the update is exactly on-policy "
+        "(one epoch, one optimizer step per rollout); otherwise they are the training forward's, detached",
+    )
     num_episodes: int = Field(1, ge=1, description="passes over the prompt set")
     max_steps: int = Field(0, ge=0, description="0: until the episodes end")
     colocate_all: bool = False
@@ -329,6 +344,11 @@ class DeepSpeedConfig(Section):
     adam_offload: bool = False
     gradient_checkpointing: bool = False
     bf16: bool = Field(False, description="bf16 on GPU; CPU runs use fp32")
+    packing_samples: bool = Field(
+        False,
+        description="padding-free micro-batches: rows packed into one sequence with per-sample position ids "
+        "(text rows; rows with images keep the padded forward)",
+    )
     enable_sleep: bool = Field(
         False,
         description="colocated: offload DeepSpeed's parameters and optimizer states to host memory while the "
@@ -449,10 +469,15 @@ class Config(Section):
                 "ds.enable_sleep with ds.adam_offload: the optimizer states already live in host memory and "
                 "DeepSpeed cannot move offloaded states again; drop one of them"
             )
-        if self.rollout.weight_sync == "ipc" and not self.train.colocate_all:
+        if self.rollout.weight_sync in ("ipc", "in_process") and not self.train.colocate_all:
             raise ValueError(
-                "rollout.weight_sync=ipc shares the policy's device memory with the engines: it needs "
-                "train.colocate_all (engines on their own devices use broadcast or object_store)"
+                f"rollout.weight_sync={self.rollout.weight_sync} shares the policy's device memory with the engines: "
+                "it needs train.colocate_all (engines on their own devices use broadcast or object_store)"
+            )
+        if self.rollout.weight_sync == "in_process" and (self.rollout.backend == "vllm" or self.ds.zero_stage == 3):
+            raise ValueError(
+                "rollout.weight_sync=in_process: the policy ranks generate with Hugging Face generate on their own "
+                "full weights; it needs rollout.backend hf (or auto without GPUs) and ds.zero_stage <= 2"
             )
         if self.actor.lora.rank > 0 and self.ds.zero_stage == 3:
             raise ValueError(

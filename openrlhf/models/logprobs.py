@@ -59,21 +59,26 @@ def _entropy_chunk(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 
 
 def _chunked(fn: Callable[..., torch.Tensor], logits: torch.Tensor, *others: torch.Tensor, chunk_elements: int):
-    """Apply ``fn`` over ``[..., T, V]`` logits a block of positions at a time (row by row: no copies)."""
+    """Apply ``fn`` over ``[..., V]`` logits a block of positions at a time; result has ``logits.shape[:-1]``.
+
+    All positions are flattened to ``[N, V]`` and cut with one ``split`` (its backward writes every chunk's
+    gradient into one buffer; slicing row by row would materialise a full-size zero gradient per slice).
+    Under autograd with non-fp32 logits each chunk runs under activation checkpointing, so backward keeps no
+    fp32 copy of the logits; fp32 logits are upcast by nothing, so there is nothing to save by recomputing.
+    """
     lead = logits.shape[:-1]
     vocab = logits.shape[-1]
-    logits3 = logits.reshape(-1, *logits.shape[-2:]) if logits.dim() >= 3 else logits.unsqueeze(0)
-    others3 = [o.reshape(-1, o.shape[-1]) if o.dim() >= 2 else o.unsqueeze(0) for o in others]
+    flat = logits.reshape(-1, vocab)
+    flat_others = [o.reshape(-1) for o in others]
+    if flat.shape[0] == 0:
+        return flat.new_zeros(lead, dtype=torch.float32)
     per = max(1, chunk_elements // vocab)
-    use_checkpoint = torch.is_grad_enabled() and logits.requires_grad
-    rows = []
-    for b in range(logits3.shape[0]):
-        pieces = []
-        for s in range(0, logits3.shape[1], per):
-            args = (logits3[b, s : s + per], *(o[b, s : s + per] for o in others3))
-            pieces.append(checkpoint(fn, *args, use_reentrant=False) if use_checkpoint else fn(*args))
-        rows.append(torch.cat(pieces) if pieces else logits3.new_zeros(0, dtype=torch.float32))
-    return torch.stack(rows).reshape(lead)
+    recompute = torch.is_grad_enabled() and logits.requires_grad and logits.dtype != torch.float32
+    pieces = []
+    for args in zip(flat.split(per), *(o.split(per) for o in flat_others), strict=True):
+        pieces.append(checkpoint(fn, *args, use_reentrant=False) if recompute else fn(*args))
+    out = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+    return out.reshape(lead)
 
 
 def log_probs_from_logits(
@@ -205,8 +210,12 @@ def compute_token_logprobs(
     multimodal: dict[str, Any] | None = None,
     temperature: float = 1.0,
     return_entropy: bool = False,
+    entropy_grad: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log p(x_t | x_<t) of the tokens of ``input_ids`` ``[B, L]``, and optionally the entropy there.
+
+    ``entropy_grad=False``: the entropy is a metric only (no entropy bonus), computed without autograd, so
+    backward neither keeps nor recomputes a second pass over the logits.
 
     Returns ``[B, L-1]`` (tokens 1..L-1), or ``[B, R]`` for the last ``R = num_response_tokens`` tokens
     (then only R+1 positions of logits are computed). ``multimodal``: ``pixel_values``,
@@ -229,5 +238,8 @@ def compute_token_logprobs(
     logits = output.logits[:, -(num + 1) : -1]
     labels = input_ids[:, -num:]
     logprobs = log_probs_from_logits(logits, labels, temperature)
-    entropy = entropy_from_logits(logits, temperature) if return_entropy else None
+    entropy = None
+    if return_entropy:
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+            entropy = entropy_from_logits(logits if entropy_grad else logits.detach(), temperature)
     return logprobs, entropy

@@ -42,9 +42,9 @@ SAME_NAMES: tuple[str, ...] = (
     "actor.model_name_or_path", "actor.num_gpus_per_node", "actor.num_nodes", "algo.advantage.estimator",
     "algo.advantage.gamma", "algo.advantage.no_std_norm", "algo.kl.estimator", "algo.kl.horizon", "algo.kl.target",
     "ckpt.load_enable", "ckpt.path", "data.image_key", "data.input_key", "data.label_key", "data.max_samples",
-    "ds.adam_offload", "ds.enable_sleep", "ds.zero_stage", "logger.tensorboard_dir", "ref.num_gpus_per_node",
-    "ref.num_nodes", "reward.remote_url", "rollout.max_new_tokens", "rollout.n_samples_per_prompt",
-    "rollout.temperature", "rollout.top_p", "train.colocate_actor_ref", "train.colocate_all", "train.max_epochs",
+    "ds.adam_offload", "ds.enable_sleep", "ds.packing_samples", "ds.zero_stage", "logger.tensorboard_dir", "ref.num_gpus_per_node",
+    "ref.num_nodes", "reward.remote_url", "rollout.max_new_tokens", "rollout.max_tokens_per_gpu", "rollout.n_samples_per_prompt",
+    "rollout.temperature", "rollout.top_p", "train.colocate_actor_ref", "train.colocate_all", "train.dynamic_batch_enable", "train.max_epochs", "train.max_tokens_per_gpu",
     "train.num_episodes", "train.seed", "vllm.enable_prefix_caching", "vllm.enable_sleep", "vllm.enforce_eager",
     "vllm.gpu_memory_utilization", "vllm.num_engines", "vllm.sync_backend", "vllm.tensor_parallel_size",
 )  # fmt: skip

@@ -9,7 +9,6 @@ from typing import Any
 
 from openrlhf.openrlhf_flags.core import (
     ISSUE_ASYNC,
-    ISSUE_SPEED,
     Alias,
     Refusal,
     _dual_clip,
@@ -295,20 +294,6 @@ ALIASES: dict[str, Alias] = {alias.name: alias for alias in ALIAS_LIST}
 
 REFUSAL_LIST: tuple[Refusal, ...] = (
     # not yet: other issues add them under these names
-    Refusal(
-        "ds.packing_samples",
-        "padding-free packed micro-batches",
-        "leave it out for now (micro-batches are padded)",
-        ISSUE_SPEED,
-    ),
-    Refusal(
-        "train.dynamic_batch_enable",
-        "micro-batches by token budget",
-        "leave it out for now and size --train.micro_batch_size / --rollout.micro_batch_size",
-        ISSUE_SPEED,
-    ),
-    Refusal("train.max_tokens_per_gpu", "token-budget micro-batches", "use --train.micro_batch_size", ISSUE_SPEED),
-    Refusal("rollout.max_tokens_per_gpu", "token-budget micro-batches", "use --rollout.micro_batch_size", ISSUE_SPEED),
     Refusal(
         "train.async_enable",
         "generation overlapped with training",

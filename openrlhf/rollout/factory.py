@@ -88,7 +88,8 @@ def create_rollout_engines(
 
 
 def _create_hf_engines(cfg: Config, placement_group: Any, bundle_indices: list[int] | None, share: int) -> list[Any]:
-    from openrlhf.rollout.hf_engine import hf_rollout_actor_class
+    from openrlhf.rollout.hf_engine import engine_kwargs, hf_rollout_actor_class
+    from openrlhf.workers.placement import ranks_per_node
 
     actor_cls = hf_rollout_actor_class()
     gpus = 1.0 if _cluster_has_gpus() else 0.0
@@ -102,12 +103,10 @@ def _create_hf_engines(cfg: Config, placement_group: Any, bundle_indices: list[i
             actor_cls.options(**options).remote(
                 cfg.actor.model_name_or_path,
                 dtype=cfg.actor.dtype,
-                generate_batch_size=cfg.rollout.generate_batch_size,
-                min_pixels=cfg.data.min_pixels,
-                max_pixels=cfg.data.max_pixels,
                 num_threads=cfg.train.num_threads_per_worker,
+                engines_on_node=ranks_per_node(cfg.vllm.num_engines, cfg.vllm.num_engines),
                 seed=cfg.train.seed + i,
-                trust_remote_code=cfg.actor.trust_remote_code,
+                **engine_kwargs(cfg),
             )
         )
     return engines

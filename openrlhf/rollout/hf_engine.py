@@ -89,6 +89,16 @@ class BanTokens:
         return scores
 
 
+def engine_kwargs(cfg) -> dict[str, Any]:
+    """The HFRolloutEngine keywords a run's config decides (the Ray actors' and the in-process engine's)."""
+    return {
+        "generate_batch_size": cfg.rollout.generate_batch_size,
+        "min_pixels": cfg.data.min_pixels,
+        "max_pixels": cfg.data.max_pixels,
+        "trust_remote_code": cfg.actor.trust_remote_code,
+    }
+
+
 class HFRolloutEngine(RolloutEngine):
     """transformers generate behind the rollout interface; runs in-process or as a Ray actor (HFRolloutActor)."""
 
@@ -102,21 +112,30 @@ class HFRolloutEngine(RolloutEngine):
         min_pixels: int | None = None,
         max_pixels: int | None = None,
         num_threads: int = 0,
+        engines_on_node: int = 0,
         seed: int = 0,
         trust_remote_code: bool = False,
+        model: torch.nn.Module | None = None,
     ) -> None:
+        """``model``: generate with this already loaded model (the policy's own, in its process: the
+        in_process hybrid engine) instead of loading ``model_path``; it is used where it lies, as it is."""
         from openrlhf.models.loading import load_model, load_processor, load_tokenizer
 
-        if num_threads > 0:
-            torch.set_num_threads(num_threads)
+        if num_threads > 0 or engines_on_node > 0:  # a Ray actor: its share of the node's cores
+            from openrlhf.workers.distributed import set_num_threads
+
+            set_num_threads(num_threads, engines_on_node)
         if generate_batch_size < 1:
             raise ValueError(f"HFRolloutEngine: generate_batch_size={generate_batch_size} must be >= 1")
-        torch.manual_seed(seed)
+        shared = model is not None
+        if not shared:
+            torch.manual_seed(seed)
         self.model_path = model_path
-        self.device = resolve_device(device)
+        self.device = next(model.parameters()).device if shared else resolve_device(device)
         self.generate_batch_size = generate_batch_size
-        # dtype "auto": float32 on CPU, the checkpoint's dtype on GPU (openrlhf.models.loading).
-        model = load_model(model_path, dtype=dtype, trust_remote_code=trust_remote_code, device=self.device)
+        if not shared:
+            # dtype "auto": float32 on CPU, the checkpoint's dtype on GPU (openrlhf.models.loading).
+            model = load_model(model_path, dtype=dtype, trust_remote_code=trust_remote_code, device=self.device)
         self.tokenizer = load_tokenizer(model_path, padding_side="left", trust_remote_code=trust_remote_code)
         self.processor = load_processor(
             model_path, min_pixels=min_pixels, max_pixels=max_pixels, trust_remote_code=trust_remote_code
@@ -127,8 +146,10 @@ class HFRolloutEngine(RolloutEngine):
         pad = self.tokenizer.pad_token_id
         self.pad_id = int(pad) if pad is not None else self.eos_ids[0]
         # The sampling params of each call are the whole sampler: drop the checkpoint's defaults.
-        model.generation_config = GenerationConfig(eos_token_id=self.eos_ids, pad_token_id=self.pad_id)
-        self.model = model.to(self.device).eval()
+        from openrlhf.models.loading import unwrap_model
+
+        unwrap_model(model).generation_config = GenerationConfig(eos_token_id=self.eos_ids, pad_token_id=self.pad_id)
+        self.model = model if shared else model.to(self.device).eval()
         if self.processor is not None and getattr(self.processor, "tokenizer", None) is not None:
             self.processor.tokenizer.padding_side = "left"
         # A VLM must never sample an image/video placeholder (vLLM: logit_bias, vllm_sampling_kwargs).
@@ -150,6 +171,11 @@ class HFRolloutEngine(RolloutEngine):
             "num_threads": torch.get_num_threads(),
             "eos_token_ids": list(self.eos_ids),
         }
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
 
     # ------------------------------------------------------------------ generation
 

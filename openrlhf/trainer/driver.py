@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -96,16 +97,16 @@ class RLTrainer:
         from openrlhf.trainer.ray_setup import worker_env
         from openrlhf.trainer.weight_push import WeightPusher, resolve_weight_sync
         from openrlhf.workers.distributed import cluster_gpu_count
-        from openrlhf.workers.placement import WorkerGroup, bundle_spec, create_placement_group
+        from openrlhf.workers.placement import WorkerGroup, bundle_spec, create_placement_group, ranks_per_node
         from openrlhf.workers.policy_worker import PolicyWorker
         from openrlhf.workers.reference_worker import ReferenceWorker
 
         cfg = self.cfg
         self.backend = resolve_backend(cfg)
-        resolve_weight_sync(cfg, self.backend)  # refuse an impossible combination before any worker starts
+        sync_mode = resolve_weight_sync(cfg, self.backend)  # refuses an impossible combination before any worker
         spec = bundle_spec(cfg)
         print(
-            f"[train] rollout backend {self.backend}; bundles of {spec.as_bundle()} "
+            f"[train] rollout backend {self.backend}, weight sync {sync_mode}; bundles of {spec.as_bundle()} "
             f"(the Ray cluster has {cluster_gpu_count():g} GPUs)"
         )
         env = worker_env()
@@ -125,7 +126,7 @@ class RLTrainer:
             )
 
         share = 1 + int(self.use_reference and (cfg.train.colocate_actor_ref or cfg.train.colocate_all))
-        share += int(cfg.train.colocate_all)
+        share += int(cfg.train.colocate_all and sync_mode != "in_process")  # in process: no engine actors
         policy_pg = create_placement_group(world, spec, name="policy")
         self.placement_groups = [policy_pg]
         self.policy = WorkerGroup(
@@ -133,6 +134,7 @@ class RLTrainer:
             world,
             policy_pg,
             share=share,
+            ranks_per_node=ranks_per_node(world, cfg.actor.num_gpus_per_node),
             spec=spec,
             env_vars=env,
             name="policy",
@@ -150,12 +152,15 @@ class RLTrainer:
                 ref_world,
                 ref_pg,
                 share=share,
+                ranks_per_node=ranks_per_node(ref_world, cfg.ref.num_gpus_per_node),
                 spec=spec,
                 env_vars=env,
                 name="reference",
                 init_kwargs={"cfg_dict": cfg_dict},
             )
-        if cfg.train.colocate_all:
+        if sync_mode == "in_process":
+            self.engines = self.policy.handles[:num_engines]  # the policy ranks generate (PolicyWorker.generate)
+        elif cfg.train.colocate_all:
             self.engines = create_rollout_engines(
                 cfg, placement_group=policy_pg, bundle_indices=list(range(engine_bundles)), share=share
             )
@@ -225,10 +230,14 @@ class RLTrainer:
         exp = exp.select(keep.nonzero().flatten())
         rewards = rewards[keep]
         t = time.perf_counter()
-        exp.old_log_probs = self._policy_logprobs(self.policy, exp)
+        on_policy = old_logprobs_from_training(cfg, exp.batch_size, self.use_reference)
+        metrics["train/old_logprobs_from_training"] = float(on_policy)
+        if not on_policy:
+            exp.old_log_probs = self._policy_logprobs(self.policy, exp)
         kl_per_token = None
         if self.reference is not None:
             exp.ref_log_probs = self._policy_logprobs(self.reference, exp)
+        if self.reference is not None and not on_policy:  # on-policy, the policy reports the KL as it trains
             kl_per_token = kl_penalty_per_token(exp.old_log_probs, exp.ref_log_probs, exp.response_mask, cfg.algo.kl)
             metrics["kl/mean"] = float(
                 ((kl_per_token * exp.response_mask).sum(1) / exp.response_mask.sum(1).clamp(min=1)).mean()
@@ -256,6 +265,8 @@ class RLTrainer:
         timings["train"] = time.perf_counter() - t
         for key in results[0]:
             metrics[f"policy/{key}"] = _mean([r.get(key, float("nan")) for r in results])
+        if self.reference is not None and "kl/mean" not in metrics and "policy/kl" in metrics:
+            metrics["kl/mean"] = metrics["policy/kl"]
 
         t = time.perf_counter()
         self.sync_weights()
@@ -354,11 +365,14 @@ class RLTrainer:
         self.inject_nonfinite_steps = set(cfg.train.inject_nonfinite_at_steps)
         self.stream = PromptStream(train_samples, cfg.train.rollout_batch_size, cfg.train.seed, cfg.data.shuffle)
         self.kl_controller = make_kl_controller(cfg.algo.kl)
-        self.encoder = PromptEncoder(cfg)
         check_reward_urls_reachable(cfg.reward)
-        started_ray = init_ray(num_cpus=self.required_cpus())
         summary: dict[str, Any] = {}
         with ExitStack() as stack:
+            # Start-up in parallel: the tokenizer (and transformers' import) loads in a thread while Ray starts
+            # and the workers import and initialise in their own processes.
+            pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="prompt-encoder"))
+            encoder = pool.submit(PromptEncoder, cfg)
+            started_ray = init_ray(num_cpus=self.required_cpus())
             if started_ray:
                 import ray
 
@@ -375,6 +389,7 @@ class RLTrainer:
             # so a Ray cluster that outlives this run (tests, `ray job submit`) gets its resources back.
             stack.callback(self._shutdown)
             self._start_workers(total_optimizer_steps)
+            self.encoder = encoder.result()
             self.sync_weights()
             self._maybe_resume()
             summary["setup_seconds"] = time.perf_counter() - t_setup
@@ -441,7 +456,7 @@ class RLTrainer:
             if group is not None:
                 group.shutdown()
         for engine in getattr(self, "engines", []):
-            ray.kill(engine, no_restart=True)
+            ray.kill(engine, no_restart=True)  # (policy ranks serving as engines: already gone, a no-op)
         self.engines = []
         for pg in getattr(self, "placement_groups", []):
             remove_placement_group(pg)
@@ -485,6 +500,20 @@ def check_reward_urls_reachable(reward_cfg) -> None:
                 f"reward.remote_url: the reward server {url} is not reachable "
                 f"({reward_cfg.retries + 1} tries): {last_error}"
             )
+
+
+def old_logprobs_from_training(cfg: Config, rows: int, use_reference: bool) -> bool:
+    """Whether the old log-probs may be the training forward's own, detached, instead of a separate forward.
+
+    With one epoch and one optimizer step over all ``rows`` the update is exactly on-policy: the weights that
+    score log pi_old are the weights the training forward runs with, so ratio = exp(log pi - sg(log pi)) = 1
+    in value with the gradient of log pi (as TRL's GRPO does with num_iterations=1). A KL penalty in the
+    reward (``algo.kl.use_kl_loss`` false) needs log pi_old before the advantages, so it keeps the forward;
+    so does ``train.recompute_old_logprobs``.
+    """
+    one_step = cfg.train.train_batch_size == 0 or cfg.train.train_batch_size >= rows
+    kl_needs_old = use_reference and not cfg.algo.kl.use_kl_loss
+    return cfg.train.max_epochs == 1 and one_step and not kl_needs_old and not cfg.train.recompute_old_logprobs
 
 
 def _is_reward_failure(exc: BaseException) -> bool:

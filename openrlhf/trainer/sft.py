@@ -35,7 +35,7 @@ def run_sft(cfg: Config) -> dict[str, Any]:
     from openrlhf.trainer.driver import absolutize_model_paths
     from openrlhf.trainer.metrics import write_summary
     from openrlhf.trainer.ray_setup import init_ray, worker_env
-    from openrlhf.workers.placement import WorkerGroup, bundle_spec, create_placement_group
+    from openrlhf.workers.placement import WorkerGroup, bundle_spec, create_placement_group, ranks_per_node
     from openrlhf.workers.policy_worker import PolicyWorker
 
     cfg = cfg.model_copy(deep=True)
@@ -62,6 +62,7 @@ def run_sft(cfg: Config) -> dict[str, Any]:
         PolicyWorker,
         world,
         pg,
+        ranks_per_node=ranks_per_node(world, cfg.actor.num_gpus_per_node),
         spec=spec,
         env_vars=worker_env(),
         name="sft",

@@ -1,7 +1,9 @@
 """Policy -> rollout engines after each training step, and the hybrid engine's sleep/wake around it.
 
-Three ways the new weights travel (``rollout.weight_sync``, resolved by :func:`resolve_weight_sync`):
+Four ways the new weights travel (``rollout.weight_sync``, resolved by :func:`resolve_weight_sync`):
 
+- ``in_process``: colocated HF engines are the policy ranks themselves (``PolicyWorker.generate``): they
+  generate with the weights they train, so nothing travels (the hybrid engine on one device, as TRL runs).
 - ``ipc``: the engines share the policy's devices (``train.colocate_all``, the hybrid engine). Each policy
   rank packs buckets of parameters into a shared buffer on its own device and the engine on that device
   opens it (CUDA IPC on GPU, shared memory on CPU; :mod:`openrlhf.rollout.ipc_weights`). A broadcast is
@@ -29,15 +31,20 @@ from openrlhf.rollout.ipc_weights import DEFAULT_BUCKET_BYTES
 def resolve_weight_sync(cfg: Config, backend: str) -> str:
     """``rollout.weight_sync`` -> ipc | broadcast | object_store, refusing combinations that cannot work.
 
-    auto: ipc when colocated (``train.colocate_all``), broadcast for vLLM, object store for HF engines.
+    auto: colocated (``train.colocate_all``), in_process for HF engines under ZeRO-0..2 and ipc otherwise;
+    else broadcast for vLLM, object store for HF engines.
     """
     mode = cfg.rollout.weight_sync
     colocated = cfg.train.colocate_all
     if mode == "auto":
+        if colocated and backend == "hf" and cfg.ds.zero_stage < 3:
+            return "in_process"
         if colocated:
             return "ipc"
         return "broadcast" if backend == "vllm" else "object_store"
-    # ipc without colocate_all is refused when the config loads (Config._check_cross_fields).
+    # ipc / in_process without colocate_all are refused when the config loads (Config._check_cross_fields).
+    if mode == "in_process" and backend != "hf":
+        raise ValueError("rollout.weight_sync=in_process needs HF engines; the resolved backend is vLLM (GPUs)")
     if mode == "broadcast" and colocated and backend == "vllm":
         raise ValueError(
             "rollout.weight_sync=broadcast with train.colocate_all and vLLM: policy rank 0 and engine 0 share a GPU "
@@ -58,7 +65,7 @@ class WeightPusher:
         self.backend = backend
         self.mode = resolve_weight_sync(cfg, backend)
         self.bucket_bytes = bucket_bytes
-        colocated = cfg.train.colocate_all
+        colocated = cfg.train.colocate_all and self.mode != "in_process"  # in process: one model, no dance
         self.engines_sleep = colocated and cfg.vllm.enable_sleep
         self.policy_sleeps = colocated and cfg.ds.enable_sleep
         self._group_ready = False
@@ -80,6 +87,8 @@ class WeightPusher:
 
     def push(self) -> None:
         """New weights into every engine; afterwards the engines are awake and ready to generate."""
+        if self.mode == "in_process":
+            return  # the engines are the policy ranks: they already hold the new weights
         if self.engines_sleep:
             self._engines_call("wake_up", ["weights"])
         if self.mode == "ipc":

@@ -68,7 +68,12 @@ def init_process_group(rank: int, world_size: int, master_addr: str, master_port
 
 
 def set_num_threads(num_threads: int, workers_on_node: int) -> int:
-    """Give each worker its share of the cores so co-located processes do not fight over them."""
+    """torch intra-op threads of one worker: ``num_threads``, or (0) its share of the node's cores.
+
+    ``workers_on_node``: the processes of this role that compute *at the same time* on this node (the
+    data-parallel ranks there, or the rollout engines there). Roles colocated on a bundle take turns in a
+    synchronous step, so each phase gets every core the others leave idle.
+    """
     import torch
 
     if num_threads <= 0:

@@ -57,24 +57,62 @@ def load_trainable_model(cfg: Config, ds_config: dict[str, Any]):
 
 
 def forward_logprobs(
-    engine, mb: Experience, *, temperature: float, with_entropy: bool = False
+    engine,
+    mb: Experience,
+    *,
+    temperature: float,
+    with_entropy: bool = False,
+    entropy_grad: bool = False,
+    packed: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Log-probs [b, R] (and entropy) of the response tokens of a micro-batch, images included."""
+    """Log-probs [b, R] (and entropy; with its gradient only if ``entropy_grad``) of the response tokens of a
+    micro-batch, images included; ``packed``: one padding-free forward (openrlhf.models.packing)."""
     from openrlhf.models.logprobs import compute_token_logprobs, concat_multimodal
 
     device = engine.device
+    kwargs: dict[str, Any] = {
+        "num_response_tokens": mb.num_response_tokens,
+        "temperature": temperature,
+        "return_entropy": with_entropy,
+        "entropy_grad": entropy_grad,
+    }
+    ids, mask = mb.sequences.to(device), mb.attention_mask.to(device)
+    if packed and not mb.has_images():
+        from openrlhf.models.packing import compute_packed_token_logprobs
+
+        return compute_packed_token_logprobs(engine, ids, mask, **kwargs)
     multimodal = concat_multimodal(mb.multimodal) if mb.has_images() else None
     if multimodal is not None:
         multimodal = {k: v.to(device) for k, v in multimodal.items()}
-    return compute_token_logprobs(
-        engine,
-        mb.sequences.to(device),
-        mb.attention_mask.to(device),
-        num_response_tokens=mb.num_response_tokens,
-        multimodal=multimodal,
-        temperature=temperature,
-        return_entropy=with_entropy,
+    return compute_token_logprobs(engine, ids, mask, multimodal=multimodal, **kwargs)
+
+
+def scoring_micro_batches(cfg: Config, exp: Experience):
+    """The micro-batches of a no-grad log-prob pass (rollout.max_tokens_per_gpu, else the train budget)."""
+    from openrlhf.workers.micro_batching import plan_micro_batches
+
+    budget = cfg.rollout.max_tokens_per_gpu or cfg.train.max_tokens_per_gpu
+    return plan_micro_batches(
+        exp,
+        cfg.train.micro_rollout_batch_size,
+        budget,
+        dynamic=cfg.train.dynamic_batch_enable,
+        packed=cfg.ds.packing_samples,
     )
+
+
+@torch.no_grad()
+def score_experience(engine, cfg: Config, exp: Experience) -> torch.Tensor:
+    """Per-token log-probs [B, R] of every row's response (no grad), micro-batch by micro-batch."""
+    from openrlhf.workers.micro_batching import scatter_rows
+
+    pieces = []
+    for mb in scoring_micro_batches(cfg, exp):
+        logprobs, _ = forward_logprobs(
+            engine, mb.exp, temperature=cfg.rollout.temperature, packed=cfg.ds.packing_samples
+        )
+        pieces.append((mb, logprobs))
+    return scatter_rows(pieces, exp.batch_size, exp.num_response_tokens)
 
 
 def _unwrapped(engine):

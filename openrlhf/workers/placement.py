@@ -59,6 +59,15 @@ def _address_and_port() -> tuple[str, int]:
     return node_ip(), free_port()
 
 
+def ranks_per_node(total_ranks: int, ranks_per_node_asked: int) -> int:
+    """How many ranks of one role compute at once on a node: all of them on a one-node Ray cluster (a laptop,
+    CI), else the role's ``num_gpus_per_node``. Sizes each worker's torch threads (set_num_threads)."""
+    import ray
+
+    alive = [n for n in ray.nodes() if n.get("Alive")] if ray.is_initialized() else []
+    return max(1, total_ranks if len(alive) <= 1 else min(total_ranks, ranks_per_node_asked))
+
+
 class WorkerGroup:
     """N actors of one worker class forming one data-parallel group, placed on given bundles."""
 
@@ -70,6 +79,7 @@ class WorkerGroup:
         *,
         bundle_offset: int = 0,
         share: int = 1,
+        ranks_per_node: int = 1,
         spec: BundleSpec,
         init_kwargs: dict[str, Any],
         env_vars: dict[str, str] | None = None,
@@ -100,7 +110,7 @@ class WorkerGroup:
                 world_size=num_workers,
                 master_addr=master_addr,
                 master_port=master_port,
-                workers_on_node=share,
+                workers_on_node=ranks_per_node,
                 **init_kwargs,
             )
             self.handles.append(handle)

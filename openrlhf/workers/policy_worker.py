@@ -18,7 +18,13 @@ from openrlhf.config import Config
 from openrlhf.workers.distributed import init_process_group, set_num_threads
 from openrlhf.workers.ds_config import train_ds_config
 from openrlhf.workers.experience import Experience
-from openrlhf.workers.model_io import forward_logprobs, load_trainable_model, named_weights_for_sync
+from openrlhf.workers.micro_batching import plan_micro_batches
+from openrlhf.workers.model_io import (
+    forward_logprobs,
+    load_trainable_model,
+    named_weights_for_sync,
+    score_experience,
+)
 
 
 class PolicyWorker:
@@ -70,16 +76,28 @@ class PolicyWorker:
 
     # ------------------------------------------------------------------ scoring
 
-    @torch.no_grad()
     def compute_logprobs(self, exp: Experience) -> torch.Tensor:
         """Per-token log-probs [B, R] of the responses under the current policy (eval mode, no grad)."""
         self.wake_up()
         self.engine.eval()
-        out = []
-        for mb in exp.micro_batches(self.cfg.train.micro_rollout_batch_size):
-            logprobs, _ = forward_logprobs(self.engine, mb, temperature=self.cfg.rollout.temperature)
-            out.append(logprobs.float().cpu())
-        return torch.cat(out, dim=0)
+        return score_experience(self.engine, self.cfg, exp)
+
+    # ------------------------------------------------------------------ generation (weight_sync in_process)
+
+    def generate(self, requests: list, params) -> list:
+        """The hybrid engine in one process: generate with the policy's own weights (HF generate, eval mode).
+
+        Used when ``rollout.weight_sync`` resolves to in_process (colocated HF engines, ZeRO-0..2): the driver
+        calls the policy ranks as its rollout engines, so there are no weights to copy after a step.
+        """
+        from openrlhf.rollout.hf_engine import HFRolloutEngine, engine_kwargs
+
+        self.wake_up()
+        if getattr(self, "_rollout", None) is None:
+            path = self.cfg.actor.model_name_or_path
+            self._rollout = HFRolloutEngine(path, model=self.engine.module, **engine_kwargs(self.cfg))
+        self.engine.eval()
+        return self._rollout.generate(requests, params)
 
     # ------------------------------------------------------------------ training
 
@@ -130,16 +148,32 @@ class PolicyWorker:
                 local_tokens = mini.response_mask.sum().float()
                 global_tokens = float(self._all_reduce(local_tokens.reshape(1)).item())
                 global_mini_rows = mini.batch_size * self.world_size
-                micro = mini.micro_batches(cfg.train.micro_train_batch_size)
+                micro = [
+                    m.exp
+                    for m in plan_micro_batches(
+                        mini,
+                        cfg.train.micro_train_batch_size,
+                        cfg.train.max_tokens_per_gpu,
+                        dynamic=cfg.train.dynamic_batch_enable,
+                        packed=cfg.ds.packing_samples,
+                    )
+                ]
                 local_finite = True
                 for i, mb in enumerate(micro):
                     self.engine.set_gradient_accumulation_boundary(i == len(micro) - 1)
                     logprobs, entropy = forward_logprobs(
-                        self.engine, mb, temperature=cfg.rollout.temperature, with_entropy=True
+                        self.engine,
+                        mb,
+                        temperature=cfg.rollout.temperature,
+                        with_entropy=True,
+                        entropy_grad=cfg.algo.entropy_coef > 0,
+                        packed=cfg.ds.packing_samples,
                     )
+                    # exactly on-policy (driver.old_logprobs_from_training): pi_old is this forward, detached
+                    old = mb.old_log_probs if mb.old_log_probs is not None else logprobs.detach()
                     loss, metrics = compute_policy_loss(
                         logprobs,
-                        mb.old_log_probs,
+                        old,
                         mb.advantages,
                         mb.response_mask,
                         cfg.algo,
@@ -189,12 +223,12 @@ class PolicyWorker:
         self.wake_up()
         self.engine.train()
         global_tokens = float(self._all_reduce(exp.response_mask.sum().float().reshape(1)).item())
-        micro = exp.micro_batches(self.cfg.sft.micro_batch_size)
+        micro = [m.exp for m in plan_micro_batches(exp, self.cfg.sft.micro_batch_size, 0, dynamic=False, packed=False)]
         total = 0.0
         local_finite = True
         for i, mb in enumerate(micro):
             self.engine.set_gradient_accumulation_boundary(i == len(micro) - 1)
-            logprobs, _ = forward_logprobs(self.engine, mb, temperature=1.0)
+            logprobs, _ = forward_logprobs(self.engine, mb, temperature=1.0, packed=self.cfg.ds.packing_samples)
             mask = mb.response_mask.to(logprobs.dtype)
             loss = -(logprobs * mask).sum() / max(global_tokens, 1.0) * self.world_size
             local_finite &= bool(torch.isfinite(loss))

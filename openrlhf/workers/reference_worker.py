@@ -14,7 +14,7 @@ from openrlhf.config import Config
 from openrlhf.workers.distributed import init_process_group, set_num_threads
 from openrlhf.workers.ds_config import eval_ds_config
 from openrlhf.workers.experience import Experience
-from openrlhf.workers.model_io import forward_logprobs, load_for_deepspeed
+from openrlhf.workers.model_io import load_for_deepspeed, score_experience
 
 
 class ReferenceWorker:
@@ -43,10 +43,5 @@ class ReferenceWorker:
         self.engine, *_ = deepspeed.initialize(model=model, config=ds_config)
         self.engine.eval()
 
-    @torch.no_grad()
     def compute_logprobs(self, exp: Experience) -> torch.Tensor:
-        out = []
-        for mb in exp.micro_batches(self.cfg.train.micro_rollout_batch_size):
-            logprobs, _ = forward_logprobs(self.engine, mb, temperature=self.cfg.rollout.temperature)
-            out.append(logprobs.float().cpu())
-        return torch.cat(out, dim=0)
+        return score_experience(self.engine, self.cfg, exp)

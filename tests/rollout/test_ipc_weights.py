@@ -69,10 +69,16 @@ def test_colocated_engines_take_ipc_not_a_broadcast():
     """Break 1: auto picked an NCCL broadcast between policy rank 0 and engine 0 on the same GPU."""
     colocated = _cfg(train={"colocate_all": True})
     assert resolve_weight_sync(colocated, "vllm") == "ipc"
-    assert resolve_weight_sync(colocated, "hf") == "ipc"
+    # colocated HF engines under ZeRO-0..2 are the policy ranks themselves; under ZeRO-3 they share by IPC
+    assert resolve_weight_sync(colocated, "hf") == "in_process"
+    assert resolve_weight_sync(_cfg(train={"colocate_all": True}, ds={"zero_stage": 3}), "hf") == "ipc"
     assert resolve_weight_sync(_cfg(), "vllm") == "broadcast"
     assert resolve_weight_sync(_cfg(), "hf") == "object_store"
     with pytest.raises(ValueError, match="NCCL refuses two ranks on one device"):
         resolve_weight_sync(_cfg(train={"colocate_all": True}, rollout={"weight_sync": "broadcast"}), "vllm")
     with pytest.raises(Exception, match="rollout.weight_sync=ipc .* needs train.colocate_all"):
         _cfg(rollout={"weight_sync": "ipc"})
+    with pytest.raises(Exception, match="in_process.* needs rollout.backend hf .* ds.zero_stage <= 2"):
+        _cfg(train={"colocate_all": True}, rollout={"weight_sync": "in_process"}, ds={"zero_stage": 3})
+    with pytest.raises(ValueError, match="in_process needs HF engines"):
+        resolve_weight_sync(_cfg(train={"colocate_all": True}, rollout={"weight_sync": "in_process"}), "vllm")

@@ -110,6 +110,8 @@ def hybrid_recording_trainer_class():
                 self.push_mode = self.pusher.describe()
                 self.engine_memory = ray.get([e.memory_state.remote() for e in self.engines])
                 self.policy_memory = self.policy.call("memory_state")
+                self.engine_pids = sorted(ray.get([e.pid.remote() for e in self.engines]))
+                self.policy_pids = sorted(self.policy.call("pid"))
                 if self.probe_prompts:
                     _, heldout = self._load_data()
                     self.probe = [self.encoder.encode(s) for s in heldout[: self.probe_prompts]]
