@@ -98,6 +98,9 @@ class DataConfig(Section):
     prompt_max_len: int = Field(1024, ge=1)
     min_pixels: int = Field(3136, ge=1)
     max_pixels: int = Field(12845056, ge=1)
+    max_images_per_prompt: int = Field(
+        0, ge=0, description="rows with more images are invalid (data.on_invalid); vLLM's image limit; 0: 8"
+    )
     shuffle: bool = True
 
     @field_validator("sampling_strategy")
@@ -190,7 +193,24 @@ class ClipConfig(Section):
             raise ValueError("dual_clip must be 0 (off) or greater than 1")
         return value
 
-    tis_cap: float = Field(0.0, ge=0.0, description="truncated importance weight cap vs sampler; 0: off")
+    tis_cap: float = Field(
+        0.0, ge=0.0, description="importance correction vs the sampler: the weight's high end C; 0: off"
+    )
+    tis_floor: float = Field(
+        0.0, ge=0.0, description="importance correction's low end (OpenRLHF's is_correction_threshold LOW)"
+    )
+    tis_mode: Literal["tis", "icepop", "seq-mask-tis"] = Field(
+        "tis",
+        description="tis: weights clamped to [tis_floor, tis_cap]; icepop: tokens whose weight is outside the "
+        "band get weight 0; seq-mask-tis: sequences whose geometric-mean weight is outside the band get weight 0, "
+        "the rest keep their token weights (as OpenRLHF)",
+    )
+
+    @model_validator(mode="after")
+    def _check_tis_band(self) -> ClipConfig:
+        if self.tis_cap > 0 and self.tis_floor >= self.tis_cap:
+            raise ValueError(f"tis_floor ({self.tis_floor}) must be below tis_cap ({self.tis_cap})")
+        return self
 
 
 class PreClipConfig(Section):
@@ -237,6 +257,11 @@ class AlgoConfig(Section):
         "token-mean"
     )
     entropy_coef: float = Field(0.0, ge=0.0)
+    policy_loss_type: Literal["ppo", "gspo"] = Field(
+        "ppo",
+        description="ppo: token-level ratio; gspo: one ratio per sequence, exp(mean token log-ratio), with "
+        "seq-mean-token-mean aggregation (GSPO, as OpenRLHF)",
+    )
 
 
 # --------------------------------------------------------------------------- reward
@@ -257,6 +282,11 @@ class RewardConfig(Section):
     concurrency: int = Field(8, ge=1)
     batch_size: int = Field(64, ge=1, description="samples per HTTP request")
     token_env: str = Field("", description="environment variable holding a bearer token")
+    stop_properly_penalty_coef: float | None = Field(
+        None,
+        description="responses cut at max_new_tokens: c in [0, 1] scales their reward by c, c < 0 replaces it "
+        "with c; empty: off",
+    )
 
     @field_validator("remote_url", mode="before")
     @classmethod
@@ -361,6 +391,50 @@ class CheckpointConfig(Section):
     keep: int = Field(2, ge=1)
     load_enable: bool = False
     path: str = Field("", description="empty: <output_dir>/ckpt")
+    save_hf: bool = Field(False, description="each checkpoint also holds the policy in Hugging Face format (hf/)")
+    best_metric_key: str = Field(
+        "none",
+        description="export the policy to <output_dir>/best_model whenever this eval metric (e.g. eval/pass1, "
+        "or OpenRLHF's eval_default_pass1) beats its best; empty: eval/pass1; none: off",
+    )
+
+    @field_validator("best_metric_key")
+    @classmethod
+    def _check_best_metric_key(cls, value: str) -> str:
+        from openrlhf.trainer.evaluation import eval_metric_name
+
+        eval_metric_name(value)
+        return value
+
+
+class EvalConfig(Section):
+    """How held-out prompts are answered (data.eval_paths, every train.eval_steps)."""
+
+    temperature: float | None = Field(
+        None,
+        ge=0.0,
+        le=2.0,
+        description="0: greedy; empty: greedy with one answer per prompt, else 0.6 (OpenRLHF's default)",
+    )
+    n_samples_per_prompt: int = Field(
+        1, ge=1, description="answers per prompt: eval/pass1 is their mean correctness, eval/passN any-correct"
+    )
+
+    @property
+    def sampling_temperature(self) -> float:
+        """The temperature evaluation samples at (the rule of ``temperature``'s description)."""
+        if self.temperature is not None:
+            return self.temperature
+        return 0.0 if self.n_samples_per_prompt == 1 else 0.6
+
+    @model_validator(mode="after")
+    def _check_sampling(self) -> EvalConfig:
+        if self.n_samples_per_prompt > 1 and self.temperature == 0:
+            raise ValueError(
+                f"eval.n_samples_per_prompt={self.n_samples_per_prompt} with eval.temperature=0: greedy decoding "
+                "gives n identical answers; set a temperature > 0 (OpenRLHF's default is 0.6)"
+            )
+        return self
 
 
 class PlanConfig(Section):
@@ -444,6 +518,7 @@ class Config(Section):
     train: TrainConfig = TrainConfig()
     ds: DeepSpeedConfig = DeepSpeedConfig()
     ckpt: CheckpointConfig = CheckpointConfig()
+    eval: EvalConfig = EvalConfig()
     logger: LoggerConfig = LoggerConfig()
     sft: SFTConfig = SFTConfig()
     demo: DemoConfig = DemoConfig()
@@ -478,6 +553,12 @@ class Config(Section):
             raise ValueError(
                 "rollout.weight_sync=in_process: the policy ranks generate with Hugging Face generate on their own "
                 "full weights; it needs rollout.backend hf (or auto without GPUs) and ds.zero_stage <= 2"
+            )
+        coef = self.reward.stop_properly_penalty_coef
+        if coef is not None and coef > 1:
+            raise ValueError(
+                f"reward.stop_properly_penalty_coef={coef}: in [0, 1] it scales a cut response's reward, below 0 "
+                "it replaces it; above 1 would reward being cut"
             )
         if self.actor.lora.rank > 0 and self.ds.zero_stage == 3:
             raise ValueError(

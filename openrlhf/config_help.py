@@ -147,7 +147,7 @@ def _bounds(field: Any) -> str:
 
 
 def _wrap(text: str, indent: str = INDENT) -> list[str]:
-    return textwrap.wrap(text, WIDTH, initial_indent=indent, subsequent_indent=indent) or []
+    return textwrap.wrap(text, WIDTH, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False) or []
 
 
 def _key_lines(dotted: str, field: Any) -> list[str]:

@@ -5,6 +5,7 @@ What the trainer calls:
   make_kl_controller(cfg.algo.kl)                        once at start; .value is beta, .update(kl, n) per step
   dynamic_filter_groups(scores, n, cfg.algo.dynamic_filter) -> (keep [B], metrics)   before advantages
   kl_penalty_per_token(old_log_probs, ref_log_probs, mask, cfg.algo.kl) -> KL_t [B, T]
+  stop_properly_penalty(rewards, truncated, c) -> (rewards, metrics)   reward.stop_properly_penalty_coef
   compute_advantages(rewards, mask, cfg.algo, n, kl_per_token=beta * KL_t) -> (advantages, returns, metrics)
   compute_policy_loss(log_probs, old_log_probs, advantages, mask, cfg.algo, ...) -> (loss, metrics)  per micro-batch
 Per-token entropy comes from openrlhf.models.logprobs.entropy_from_logits (the log-prob code's chunked pass).
@@ -23,6 +24,7 @@ from openrlhf.algorithms.kl import (
     kl_penalty_per_token,
     make_kl_controller,
 )
+from openrlhf.algorithms.length_penalty import stop_properly_penalty
 from openrlhf.algorithms.masked import masked_mean, masked_sum, masked_whiten
 from openrlhf.algorithms.policy_loss import compute_policy_loss
 from openrlhf.algorithms.presets import ALGO_PRESETS, preset_overrides, resolve_algo_preset
@@ -48,6 +50,7 @@ __all__ = [
     "masked_mean",
     "masked_sum",
     "masked_whiten",
+    "stop_properly_penalty",
     "preset_overrides",
     "resolve_algo_preset",
 ]

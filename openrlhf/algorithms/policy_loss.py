@@ -7,7 +7,14 @@ experience (as recomputed by the trainer), d_t = log pi_theta(o_t) - log pi_old(
   ratio                        rho_t = exp(d_t)
   clipped surrogate (PPO/DAPO) L_t = -min(rho_t A_t, clip(rho_t, 1 - eps_low, 1 + eps_high) A_t)
   dual clip (c > 1)            L_t = min(L_t, -c A_t)  where A_t < 0
-  truncated IS (TIS)           L_t <- w_t L_t,  w_t = min(pi_old(o_t) / pi_sampler(o_t), C)  (no gradient)
+  GSPO (policy_loss_type gspo) rho_t = s = exp(mean_t d_t) for every token of the sequence, aggregated
+                               seq-mean-token-mean (one ratio and one clip decision per sequence)
+  importance correction vs the sampler (tis_cap C > 0, floor F; u_t = pi_old(o_t) / pi_sampler(o_t), no gradient):
+    tis            L_t <- clamp(u_t, F, C) L_t
+    icepop         L_t <- u_t 1[F <= u_t <= C] L_t
+    seq-mask-tis   L_t <- u_t 1[F <= exp(mean_t log u_t) <= C] L_t      (survivors keep their token weight)
+    (with GSPO the sequence ratio is taken against the sampler instead, d_t = log pi_theta - log pi_sampler,
+    and no weight is applied, as OpenRLHF does)
 
 then  loss = agg(L) + beta * agg(KL_t) [use_kl_loss] - alpha * agg(H_t) [entropy_coef = alpha > 0],
 with agg the ``algo.loss_agg_mode`` aggregation.
@@ -68,12 +75,45 @@ def clipped_surrogate_loss(ratio: Tensor, advantages: Tensor, clip: ClipConfig) 
     return loss, active
 
 
-def truncated_is_weights(old_log_probs: Tensor, sampler_log_probs: Tensor, cap: float) -> Tensor:
-    """w_t = min(exp(log pi_old - log pi_sampler), C): corrects for the sampler (vLLM) and trainer disagreeing."""
+def truncated_is_weights(
+    old_log_probs: Tensor,
+    sampler_log_probs: Tensor,
+    cap: float,
+    floor: float = 0.0,
+    mode: str = "tis",
+    mask: Tensor | None = None,
+) -> Tensor:
+    """The importance weights against the sampler (module docstring): u_t = exp(log pi_old - log pi_sampler)
+    clamped to [floor, cap] (tis), zeroed outside it (icepop), or zeroed for whole sequences whose
+    geometric-mean weight is outside it (seq-mask-tis, needs ``mask``; the survivors keep u_t, as in
+    OpenRLHF). Corrects for the sampler (vLLM) and the trainer disagreeing; no gradient."""
     if not cap > 0:
         raise ValueError(f"algo.clip.tis_cap must be > 0 to use truncated importance sampling; got {cap!r}")
-    diff = (old_log_probs.float() - sampler_log_probs.float()).clamp(max=math.log(cap))
-    return torch.exp(diff).detach()
+    if not 0 <= floor < cap:
+        raise ValueError(f"algo.clip.tis_floor={floor!r} must be in [0, tis_cap={cap!r})")
+    log_u = (old_log_probs.float() - sampler_log_probs.float()).detach()
+    if mode == "tis":
+        return torch.exp(log_u.clamp(max=math.log(cap))).clamp(min=floor)
+    weights = torch.exp(log_u.clamp(-20.0, 20.0))  # finite, so the zeroed entries stay 0 (not inf * 0)
+    zeros = torch.zeros_like(weights)
+    if mode == "icepop":
+        return torch.where((weights >= floor) & (weights <= cap), weights, zeros)
+    if mode == "seq-mask-tis":
+        if mask is None:
+            raise ValueError("seq-mask-tis needs the response mask (a sequence's mean over its own tokens)")
+        seq_weight = torch.exp(masked_mean(log_u, mask, dim=-1)).unsqueeze(-1)
+        return torch.where((seq_weight >= floor) & (seq_weight <= cap), weights, zeros)
+    raise ValueError(f"algo.clip.tis_mode={mode!r}: use tis, icepop or seq-mask-tis")
+
+
+def sequence_log_ratio(log_ratio: Tensor, mask: Tensor) -> Tensor:
+    """GSPO: log s = mean_t d_t over each sequence's response tokens, broadcast back to [B, T]."""
+    return masked_mean(log_ratio, mask, dim=-1).unsqueeze(-1).expand_as(log_ratio)
+
+
+def loss_agg_mode_of(algo_cfg: AlgoConfig) -> str:
+    """The aggregation the loss uses: GSPO's is seq-mean-token-mean (as OpenRLHF), else algo.loss_agg_mode."""
+    return "seq-mean-token-mean" if algo_cfg.policy_loss_type == "gspo" else algo_cfg.loss_agg_mode
 
 
 def _frac(flags: Tensor, mask: Tensor) -> float:
@@ -137,18 +177,25 @@ def compute_policy_loss(
     if algo_cfg.entropy_coef > 0 and entropy is None:
         raise ValueError(f"algo.entropy_coef={algo_cfg.entropy_coef} > 0 needs the per-token entropy tensor")
 
+    gspo = algo_cfg.policy_loss_type == "gspo"
+    agg_mode = loss_agg_mode_of(algo_cfg)
+    tis_on = sampler_log_probs is not None and algo_cfg.clip.tis_cap > 0
+
     def agg(values: Tensor, *, local: bool = False) -> Tensor:
         return aggregate_loss(
             values,
             response_mask,
-            algo_cfg.loss_agg_mode,
+            agg_mode,
             global_token_count=None if local else global_token_count,
             global_seq_count=None if local else global_seq_count,
             max_response_len=max_response_len,
         )
 
     # padding is set to neutral values first, so whatever it holds (inf, NaN) reaches neither loss nor gradient
-    log_ratio = masked_fill_padding(policy_log_ratio(log_probs, old_log_probs, algo_cfg.pre_clip), response_mask)
+    base_log_probs = sampler_log_probs if gspo and tis_on else old_log_probs
+    log_ratio = masked_fill_padding(policy_log_ratio(log_probs, base_log_probs, algo_cfg.pre_clip), response_mask)
+    if gspo:
+        log_ratio = masked_fill_padding(sequence_log_ratio(log_ratio, response_mask), response_mask)
     advantages = masked_fill_padding(advantages.float(), response_mask)
     ratio = torch.exp(log_ratio)
     token_loss, active = clipped_surrogate_loss(ratio, advantages, algo_cfg.clip)
@@ -157,12 +204,17 @@ def compute_policy_loss(
         with torch.no_grad():
             diff = (old_log_probs.float() - sampler_log_probs.float()).abs()
             metrics["sampler_abs_log_prob_diff"] = float(masked_mean(diff, response_mask))
-        if algo_cfg.clip.tis_cap > 0:
-            weights = truncated_is_weights(old_log_probs, sampler_log_probs, algo_cfg.clip.tis_cap)
+        if tis_on and not gspo:
+            clip = algo_cfg.clip
+            weights = truncated_is_weights(
+                old_log_probs, sampler_log_probs, clip.tis_cap, clip.tis_floor, clip.tis_mode, response_mask
+            )
             weights = masked_fill_padding(weights, response_mask)
             token_loss = token_loss * weights
             metrics["tis_weight_mean"] = float(masked_mean(weights, response_mask))
-            metrics["tis_capped_frac"] = _frac(weights >= algo_cfg.clip.tis_cap, response_mask)
+            metrics["tis_capped_frac"] = _frac(weights >= clip.tis_cap, response_mask)
+            if clip.tis_mode != "tis":
+                metrics["tis_masked_frac"] = _frac(weights == 0, response_mask)
     loss = agg(token_loss)
     # metrics are this micro-batch's own means, not its share of the global loss
     metrics["pg_loss"] = agg(token_loss.detach(), local=True).item()

@@ -1,7 +1,7 @@
 """load_samples: data files (or VLM-R1 data_config YAMLs) -> Samples, with every bad row named FILE:LINE.
 
 Per file: read raw rows, apply the file's sampling strategy to the raw rows, detect the format (or use
-``data.format``), normalise each row. Bad rows are collected over all files; with ``data.on_invalid: error``
+``data.format``), normalise each row (a row with more than ``data.max_images_per_prompt`` images is invalid). Bad rows are collected over all files; with ``data.on_invalid: error``
 the load then fails with all of them listed, with ``skip`` they are dropped, counted in the log and returned
 in ``LoadResult.skipped``. ``data.max_samples`` keeps the first N samples. Rows are not shuffled here.
 """
@@ -61,7 +61,11 @@ def _load_entry(entry: DatasetEntry, data_cfg: Any, seed: int, result: LoadResul
             errors.append(RowError(entry.display, row.line, row.error or "unreadable row"))
             continue
         try:
-            result.samples.append(row_to_sample(fmt, row.value, row.line, ctx))
+            sample = row_to_sample(fmt, row.value, row.line, ctx)
+            limit = getattr(data_cfg, "max_images_per_prompt", 0)
+            if limit and len(sample.images) > limit:
+                raise RowInvalid(f"{len(sample.images)} images, more than data.max_images_per_prompt={limit}")
+            result.samples.append(sample)
         except RowInvalid as exc:
             errors.append(RowError(entry.display, row.line, str(exc)))
     result.files.append(FileInfo(entry.display, fmt, len(rows)))

@@ -162,6 +162,32 @@ def _pair(value: Any) -> tuple[Any, Any]:
     raise AliasValueError(f"takes two values, LOW HIGH (got {value!r})")
 
 
+IS_CORRECTION_BAND = (0.5, 5.0)  # OpenRLHF's default --algo.advantage.is_correction_threshold
+
+
+def _is_correction_enable(value: Any, lookup: Lookup) -> dict[str, Any]:
+    """On: the sampler importance correction with OpenRLHF's band, unless algo.clip.tis_cap / tis_floor are set."""
+    if not value:
+        return {}
+    out: dict[str, Any] = {}
+    if lookup.get("algo.clip.tis_cap") in (MISSING, 0, 0.0):
+        out["algo.clip.tis_cap"] = IS_CORRECTION_BAND[1]
+        if lookup.get("algo.clip.tis_floor") is MISSING:
+            out["algo.clip.tis_floor"] = IS_CORRECTION_BAND[0]
+    return out
+
+
+def _is_correction_threshold(value: Any, lookup: Lookup) -> dict[str, Any]:
+    """LOW HIGH: the band of an importance correction that is on (is_correction_enable or tis_cap); else nothing,
+    as in OpenRLHF where the thresholds alone change nothing."""
+    low, high = _pair(value)
+    if lookup.get("algo.clip.tis_cap") in (MISSING, 0, 0.0):
+        return {}
+    if not 0 <= low < high:
+        raise AliasValueError(f"takes LOW HIGH with 0 <= LOW < HIGH (got {value!r})")
+    return {"algo.clip.tis_floor": low, "algo.clip.tis_cap": high}
+
+
 def _dual_clip(value: Any, _lookup: Lookup) -> dict[str, Any]:
     return {"algo.clip.dual_clip": 0.0 if value is None else value}
 

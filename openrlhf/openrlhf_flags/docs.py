@@ -34,6 +34,10 @@ DEFAULTS_DIFFER: tuple[tuple[str, Any, str, str], ...] = (
     ("ckpt.max_num", 3, "ckpt.keep", "2"),
     ("ckpt.path", "./ckpt/checkpoints_ppo_ray", "ckpt.path", "<train.output_dir>/ckpt"),
     ("ckpt.output_dir", "./ckpt", "train.output_dir", "outputs/run"),
+    ("ckpt.best_metric_key", "", "ckpt.best_metric_key", "none (off; '' picks eval/pass1, as OpenRLHF's auto)"),
+    ("eval.temperature", 0.6, "eval.temperature", "empty: 0 (greedy) with one answer per prompt, else 0.6"),
+    ("eval.n_samples_per_prompt", 4, "eval.n_samples_per_prompt", "1"),
+    ("data.max_images_per_prompt", 0, "data.max_images_per_prompt", "0: 8 (OpenRLHF: 0 is text-only)"),
 )
 
 
@@ -41,7 +45,8 @@ DEFAULTS_DIFFER: tuple[tuple[str, Any, str, str], ...] = (
 SAME_NAMES: tuple[str, ...] = (
     "actor.model_name_or_path", "actor.num_gpus_per_node", "actor.num_nodes", "algo.advantage.estimator",
     "algo.advantage.gamma", "algo.advantage.no_std_norm", "algo.kl.estimator", "algo.kl.horizon", "algo.kl.target",
-    "ckpt.load_enable", "ckpt.path", "data.image_key", "data.input_key", "data.label_key", "data.max_samples",
+    "ckpt.best_metric_key", "ckpt.load_enable", "ckpt.path", "ckpt.save_hf", "data.image_key", "data.input_key", "data.label_key", "data.max_images_per_prompt", "data.max_samples",
+    "eval.n_samples_per_prompt", "eval.temperature", "reward.stop_properly_penalty_coef",
     "ds.adam_offload", "ds.enable_sleep", "ds.packing_samples", "ds.zero_stage", "logger.tensorboard_dir", "ref.num_gpus_per_node",
     "ref.num_nodes", "reward.remote_url", "rollout.max_new_tokens", "rollout.max_tokens_per_gpu", "rollout.n_samples_per_prompt",
     "rollout.temperature", "rollout.top_p", "train.colocate_actor_ref", "train.colocate_all", "train.dynamic_batch_enable", "train.max_epochs", "train.max_tokens_per_gpu",

@@ -14,6 +14,8 @@ from openrlhf.openrlhf_flags.core import (
     _dual_clip,
     _eps_clip,
     _eps_clip_low_high,
+    _is_correction_enable,
+    _is_correction_threshold,
     _kl_target,
     _lora_targets,
     _mapped,
@@ -41,6 +43,11 @@ _RM_INSTEAD = (
     "--reward.remote_url URL, or --reward.remote_url my_reward.py"
 )
 _NO_EFFECT = "no effect here"
+_IS_INSTEAD = (
+    "use 0.11.0's spelling, which maps here: --algo.advantage.is_correction_enable with "
+    "--algo.advantage.is_correction_type tis | icepop | seq-mask-tis (token clip, token mask, sequence mask of "
+    "the ratio) and --algo.advantage.is_correction_threshold LOW HIGH"
+)
 
 ALIAS_LIST: tuple[Alias, ...] = (
     # actor: model, optimizer, loss
@@ -86,14 +93,7 @@ ALIAS_LIST: tuple[Alias, ...] = (
         "leave it out",
         "1e-8 only (the fixed value here)",
     ),
-    _only(
-        "actor.policy_loss_type",
-        str,
-        ("ppo",),
-        "GSPO's sequence-level ratio is not implemented; the loss is PPO's token-level clipped surrogate",
-        "leave it out (ppo)",
-        "ppo only",
-    ),
+    _rename("actor.policy_loss_type", "algo.policy_loss_type", "gspo aggregates seq-mean-token-mean, as OpenRLHF"),
     _only(
         "actor.aux_loss_coef",
         float,
@@ -120,6 +120,23 @@ ALIAS_LIST: tuple[Alias, ...] = (
         "algo.dynamic_filter.score_range",
         "two values: LOW HIGH; a group is kept when its mean score is inside; OpenRLHF refills the batch with new "
         "prompts, here the step trains on the groups kept",
+    ),
+    _mapped(
+        "algo.advantage.is_correction_enable",
+        ("algo.clip.tis_cap", "algo.clip.tis_floor"),
+        _is_correction_enable,
+        "importance correction against the sampler's log-probs, band [0.5, 5.0] unless "
+        "--algo.advantage.is_correction_threshold or algo.clip.tis_cap / tis_floor say otherwise",
+        kind=bool,
+    ),
+    _rename("algo.advantage.is_correction_type", "algo.clip.tis_mode", "tis | icepop | seq-mask-tis"),
+    _mapped(
+        "algo.advantage.is_correction_threshold",
+        ("algo.clip.tis_floor", "algo.clip.tis_cap"),
+        _is_correction_threshold,
+        "two values: LOW HIGH; as in OpenRLHF, no effect unless the correction is on",
+        kind=tuple[float, float],
+        deferred=True,
     ),
     _no_effect(
         "algo.advantage.lambd", float, "GAE's lambda: no effect with the critic-free estimators, here as in OpenRLHF"
@@ -177,22 +194,6 @@ ALIAS_LIST: tuple[Alias, ...] = (
         "files are read whole; a Hugging Face dataset split other than train is not selectable",
         "point --eval.dataset at the split's file",
         "train only",
-    ),
-    _only(
-        "eval.temperature",
-        float,
-        (0.0,),
-        "evaluation is greedy, one answer per prompt (accuracy, not pass@k)",
-        "leave it out",
-        "0 only (greedy)",
-    ),
-    _only(
-        "eval.n_samples_per_prompt",
-        int,
-        (1,),
-        "evaluation is greedy, one answer per prompt (accuracy, not pass@k)",
-        "leave it out",
-        "1 only (greedy)",
     ),
     # rollout / train batch geometry
     _rename("rollout.batch_size", "train.rollout_batch_size", "prompts per step (OpenRLHF's default 1024)"),
@@ -262,14 +263,6 @@ ALIAS_LIST: tuple[Alias, ...] = (
     ),
     _rename("ckpt.max_num", "ckpt.keep"),
     _only(
-        "ckpt.best_metric_key",
-        str,
-        ("none",),
-        "best-checkpoint saving by an eval metric is not implemented",
-        "leave it out; checkpoints are kept by age (--ckpt.max_num)",
-        "'none' only",
-    ),
-    _only(
         "ckpt.max_mem",
         float,
         (math.inf,),
@@ -308,40 +301,19 @@ REFUSAL_LIST: tuple[Refusal, ...] = (
         ISSUE_ASYNC,
     ),
     Refusal(
-        "algo.advantage.is_correction_enable",
-        "vLLM importance-sampling correction (OpenRLHF 0.11.2 spells it --algo.advantage.is_correction_level token)",
-        "the truncated importance weight against the sampler exists as --algo.clip.tis_cap C",
-        ISSUE_ASYNC,
-    ),
-    Refusal(
         "algo.advantage.is_correction_level",
-        "vLLM importance-sampling correction",
-        "the truncated importance weight against the sampler exists as --algo.clip.tis_cap C",
-        ISSUE_ASYNC,
+        "OpenRLHF 0.11.2's gated importance correction (level / mode / gating) is not implemented in that form",
+        _IS_INSTEAD,
     ),
     Refusal(
         "algo.advantage.is_correction_mode",
-        "vLLM importance-sampling correction",
-        "the truncated importance weight against the sampler exists as --algo.clip.tis_cap C",
-        ISSUE_ASYNC,
+        "OpenRLHF 0.11.2's gated importance correction (level / mode / gating) is not implemented in that form",
+        _IS_INSTEAD,
     ),
     Refusal(
         "algo.advantage.is_correction_gating",
-        "vLLM importance-sampling correction",
-        "the truncated importance weight against the sampler exists as --algo.clip.tis_cap C",
-        ISSUE_ASYNC,
-    ),
-    Refusal(
-        "algo.advantage.is_correction_type",
-        "vLLM importance-sampling correction (removed in OpenRLHF 0.11.2: is_correction_mode)",
-        "the truncated importance weight against the sampler exists as --algo.clip.tis_cap C",
-        ISSUE_ASYNC,
-    ),
-    Refusal(
-        "algo.advantage.is_correction_threshold",
-        "vLLM importance-sampling correction's [low, high] band",
-        "--algo.clip.tis_cap C truncates the weight at C (a high end only)",
-        ISSUE_ASYNC,
+        "divergence-gated (binary_kl, tv) importance correction is not implemented",
+        _IS_INSTEAD,
     ),
     # not here
     Refusal("critic.model_name_or_path", _CRITIC, _CRITIC_INSTEAD),
@@ -383,11 +355,6 @@ REFUSAL_LIST: tuple[Refusal, ...] = (
         "reward.overlong_penalty_factor",
         "DAPO's overlong length penalty is not implemented in the trainer",
         "score length in the reward function or server",
-    ),
-    Refusal(
-        "reward.stop_properly_penalty_coef",
-        "the penalty for responses cut at max_new_tokens is not implemented in the trainer",
-        "leave it out",
     ),
     Refusal(
         "train.agent_func_path",
@@ -449,12 +416,6 @@ REFUSAL_LIST: tuple[Refusal, ...] = (
         "choose the path with --rollout.weight_sync ipc | broadcast | object_store",
     ),
     Refusal(
-        "data.max_images_per_prompt",
-        "vLLM's per-prompt image limit is not a setting here (the engines allow 8; vision models are detected "
-        "from the checkpoint)",
-        "leave it out",
-    ),
-    Refusal(
         "data.input_template",
         "'{}' input templates are not applied: prompts always go through the chat template",
         "use --data.system_prompt and --data.task_suffix",
@@ -463,12 +424,6 @@ REFUSAL_LIST: tuple[Refusal, ...] = (
     Refusal(
         "data.dataloader_num_workers",
         "prompts are loaded once by the driver, there is no dataloader",
-        "leave it out",
-    ),
-    Refusal(
-        "ckpt.save_hf",
-        "Hugging Face copies of intermediate checkpoints are not written; the final model is always exported in "
-        "Hugging Face format to <train.output_dir>/final_model",
         "leave it out",
     ),
     Refusal("ckpt.disable_ds", "checkpoints are DeepSpeed checkpoints (needed to resume)", "leave it out"),

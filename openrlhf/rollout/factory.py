@@ -146,6 +146,7 @@ def _create_vllm_engines(cfg: Config, placement_group: Any, bundle_indices: list
                 seed=cfg.train.seed + i,
                 min_pixels=cfg.data.min_pixels,
                 max_pixels=cfg.data.max_pixels,
+                max_images_per_prompt=cfg.data.max_images_per_prompt or 8,
                 bundle_indices=bundles[i] if tp > 1 else None,
                 gpus_per_worker=gpu_share,
                 trust_remote_code=cfg.actor.trust_remote_code,

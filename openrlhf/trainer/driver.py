@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
-from openrlhf.config import Config, dump_config
+from openrlhf.config import Config, ConfigError, dump_config
 from openrlhf.data.sample import Sample
+from openrlhf.trainer.evaluation import BestModel
 from openrlhf.trainer.experience_maker import (
     PromptEncoder,
     Rollout,
@@ -188,7 +189,12 @@ class RLTrainer:
         return Rollout(prompts, outputs, self.cfg.rollout.n_samples_per_prompt)
 
     def train_step(self) -> dict[str, float]:
-        from openrlhf.algorithms import compute_advantages, dynamic_filter_groups, kl_penalty_per_token
+        from openrlhf.algorithms import (
+            compute_advantages,
+            dynamic_filter_groups,
+            kl_penalty_per_token,
+            stop_properly_penalty,
+        )
 
         cfg = self.cfg
         n = cfg.rollout.n_samples_per_prompt
@@ -203,8 +209,15 @@ class RLTrainer:
         timings["reward"] = time.perf_counter() - t
 
         exp = build_experience(rollout, self.encoder.tokenizer.pad_token_id)
-        rewards, scores = rollout.rewards, rollout.scores
         metrics: dict[str, float] = {}
+        truncated = torch.tensor([o.finish_reason == "length" for o in rollout.outputs])
+        metrics["response_length/truncated_frac"] = float(truncated.float().mean())
+        if cfg.reward.stop_properly_penalty_coef is not None:
+            rollout.rewards, penalty_stats = stop_properly_penalty(
+                rollout.rewards, truncated, cfg.reward.stop_properly_penalty_coef
+            )
+            metrics.update(penalty_stats)
+        rewards, scores = rollout.rewards, rollout.scores
         keep = torch.ones(exp.batch_size, dtype=torch.bool)
         if cfg.algo.dynamic_filter.enable:
             keep, filter_stats = dynamic_filter_groups(scores, n, cfg.algo.dynamic_filter)
@@ -288,21 +301,23 @@ class RLTrainer:
     # ------------------------------------------------------------------ evaluation
 
     def evaluate(self, samples: list[Sample]) -> dict[str, float]:
-        """Greedy answers on held-out prompts, scored by the same reward source: accuracy and reward."""
+        """Answers to held-out prompts (greedy, or eval.n_samples_per_prompt at eval.temperature), scored by
+        the run's reward source (metrics: openrlhf/trainer/evaluation.py); a new best is exported."""
+        from openrlhf.trainer.evaluation import eval_metrics, eval_sampling_params
+
         if not samples:
             return {}
         prompts = [self.encoder.encode(s) for s in samples]
-        outputs = generate(self.engines, prompts, sampling_params(self.cfg, self.cfg.train.seed, greedy=True))
-        rollout = Rollout(prompts, outputs, 1)
+        params = eval_sampling_params(self.cfg, self.cfg.train.seed)  # the same draws at every evaluation
+        rollout = Rollout(prompts, generate(self.engines, prompts, params), params.n)
         score(self.reward_source, self.encoder, rollout)
-        accuracy = rollout.components.get("accuracy")
-        result = {
-            "eval/accuracy": _mean(accuracy) if accuracy else float((rollout.scores >= 1.0).float().mean()),
-            "eval/reward": float(rollout.rewards.mean()),
-            "eval/response_length": _mean(len(o.output_token_ids) for o in outputs),
-        }
-        for name, values in rollout.components.items():
-            result.setdefault(f"eval/{name}", _mean(values))
+        result = eval_metrics(rollout)
+        if self.best.improved(result, self.step):
+            from openrlhf.trainer.checkpoint_io import atomic_directory
+
+            with atomic_directory(self.best.directory) as tmp:
+                self.policy.call("export_hf", str(tmp))
+                self.best.record(tmp)
         return result
 
     # ------------------------------------------------------------------ checkpoints
@@ -318,6 +333,8 @@ class RLTrainer:
         final = checkpoint_dir(self.ckpt_root, self.step)
         with atomic_directory(final) as tmp:
             self.policy.call("save_checkpoint", str(tmp.parent), tmp.name, {"optimizer_steps": self.step})
+            if self.cfg.ckpt.save_hf:
+                self.policy.call("export_hf", str(tmp / "hf"))
             save_driver_state(
                 tmp,
                 {
@@ -325,6 +342,7 @@ class RLTrainer:
                     "stream": self.stream.state(),
                     "kl_controller": self.kl_controller.state_dict(),
                     "history": self.history,
+                    "best_model": self.best.state(),
                 },
             )
         rotate_checkpoints(self.ckpt_root, self.cfg.ckpt.keep)
@@ -345,6 +363,7 @@ class RLTrainer:
         self.stream.load_state(state["stream"])
         self.kl_controller.load_state_dict(state["kl_controller"])
         self.history = list(state.get("history", []))
+        self.best.load_state(state.get("best_model"))
         self.sync_weights()
         print(f"[train] resumed from {latest} at step {self.step}")
 
@@ -353,7 +372,7 @@ class RLTrainer:
     def fit(self) -> dict[str, Any]:
         from openrlhf.algorithms import make_kl_controller
         from openrlhf.trainer.local_reward_server import open_reward_source
-        from openrlhf.trainer.metrics import MetricsLogger, write_summary
+        from openrlhf.trainer.metrics import MetricsLogger, prepare_metrics_for_resume, write_summary
         from openrlhf.trainer.plots import plot_learning_curves
         from openrlhf.trainer.ray_setup import init_ray
 
@@ -365,6 +384,12 @@ class RLTrainer:
         self.inject_nonfinite_steps = set(cfg.train.inject_nonfinite_at_steps)
         self.stream = PromptStream(train_samples, cfg.train.rollout_batch_size, cfg.train.seed, cfg.data.shuffle)
         self.kl_controller = make_kl_controller(cfg.algo.kl)
+        self.best = BestModel.from_config(cfg, self.output_dir)
+        if self.best.key is not None and not heldout:
+            raise ConfigError(
+                f"ckpt.best_metric_key={cfg.ckpt.best_metric_key!r} picks the best model by evaluation, but there "
+                "is no eval data: set data.eval_paths (--eval.dataset) or ckpt.best_metric_key none"
+            )
         check_reward_urls_reachable(cfg.reward)
         summary: dict[str, Any] = {}
         with ExitStack() as stack:
@@ -396,7 +421,11 @@ class RLTrainer:
             before = self.evaluate(heldout) if self.step == 0 else {}
             if before:
                 summary["heldout_accuracy_before"] = before["eval/accuracy"]
-            logger = stack.enter_context(MetricsLogger(self.output_dir, cfg.logger, total_steps))
+            if self.step and cfg.logger.jsonl:  # resumed: the log continues, each step once
+                prepare_metrics_for_resume(self.output_dir, self.step, self.history)
+            logger = stack.enter_context(
+                MetricsLogger(self.output_dir, cfg.logger, total_steps, start_step=self.step, append=self.step > 0)
+            )
             stop_reason = None
             while self.step < total_steps:
                 try:
@@ -442,6 +471,14 @@ class RLTrainer:
                     "mean_step_seconds": _mean(h.get("timing/step", float("nan")) for h in self.history),
                 }
             )
+            if self.best.value is not None:
+                summary.update(
+                    {
+                        "best_model": str(self.best.directory),
+                        "best_metric": self.best.value,
+                        "best_step": self.best.step,
+                    }
+                )
         if self.history:
             plot_learning_curves(self.output_dir / "metrics.jsonl", self.output_dir / "learning_curves.png")
         write_summary(self.output_dir, summary, print_table=self.print_summary)

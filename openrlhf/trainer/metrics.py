@@ -146,6 +146,33 @@ class MetricsLogger:
         self.close()
 
 
+def prepare_metrics_for_resume(
+    output_dir: str | os.PathLike[str], step: int, history: Iterable[Mapping[str, Any]]
+) -> Path:
+    """metrics.jsonl of a run resumed at ``step``, before it appends: the rows of steps <= ``step`` stay (one
+    per step, the last written wins); rows after it, logged by a run killed before its next checkpoint, are
+    dropped because the resumed run logs those steps again; a torn last line (kill -9 mid-write) is dropped;
+    steps <= ``step`` missing from the file come from the checkpoint's ``history``. Rewritten atomically."""
+    path = Path(output_dir) / METRICS_FILE
+    kept: dict[int, dict[str, Any]] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+                kept[record["step"]] = record
+    for record in history:
+        number = record.get("step")
+        if isinstance(number, int) and number <= step:
+            kept.setdefault(number, to_json_value(dict(record)))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(kept[k], allow_nan=False) + "\n" for k in sorted(kept)), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The records of a metrics.jsonl file; a bad line raises ValueError naming file:line."""
     path = Path(path)

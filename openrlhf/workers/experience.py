@@ -63,8 +63,5 @@ class Experience:
         size = self.batch_size // num_shards
         return [self.select(slice(i * size, (i + 1) * size)) for i in range(num_shards)]
 
-    def micro_batches(self, size: int) -> list[Experience]:
-        return [self.select(slice(i, i + size)) for i in range(0, self.batch_size, size)]
-
     def has_images(self) -> bool:
         return any(m is not None for m in self.multimodal)

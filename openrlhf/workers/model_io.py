@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
 
 from openrlhf.config import Config
 from openrlhf.workers.experience import Experience
+
+logger = logging.getLogger(__name__)
+_told_packing_falls_back = False
 
 
 def _dtype_for(cfg: Config) -> str:
@@ -81,10 +85,23 @@ def forward_logprobs(
         from openrlhf.models.packing import compute_packed_token_logprobs
 
         return compute_packed_token_logprobs(engine, ids, mask, **kwargs)
+    if packed:
+        _tell_packing_falls_back()
     multimodal = concat_multimodal(mb.multimodal) if mb.has_images() else None
     if multimodal is not None:
         multimodal = {k: v.to(device) for k, v in multimodal.items()}
     return compute_token_logprobs(engine, ids, mask, multimodal=multimodal, **kwargs)
+
+
+def _tell_packing_falls_back() -> None:
+    """Once per process: ds.packing_samples does not pack micro-batches that hold images."""
+    global _told_packing_falls_back
+    if not _told_packing_falls_back:
+        _told_packing_falls_back = True
+        logger.warning(
+            "ds.packing_samples: micro-batches with images use the padded forward (packing covers text rows); "
+            "results are the same, only the padding-free saving is lost for them"
+        )
 
 
 def scoring_micro_batches(cfg: Config, exp: Experience):

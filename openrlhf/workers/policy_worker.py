@@ -132,6 +132,7 @@ class PolicyWorker:
         aggregated loss over the whole global mini-batch (see ``loss_scale_for_micro_batch``).
         """
         from openrlhf.algorithms import compute_policy_loss
+        from openrlhf.algorithms.policy_loss import loss_agg_mode_of
 
         self.wake_up()
         self.engine.train()
@@ -185,7 +186,7 @@ class PolicyWorker:
                         max_response_len=cfg.rollout.max_new_tokens,  # Dr.GRPO's constant normaliser
                     )
                     loss = loss * loss_scale_for_micro_batch(
-                        cfg.algo.loss_agg_mode, mb.batch_size, global_mini_rows, self.world_size
+                        loss_agg_mode_of(cfg.algo), mb.batch_size, global_mini_rows, self.world_size
                     )
                     if inject_nonfinite:
                         loss = loss * float("nan")

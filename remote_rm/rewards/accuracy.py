@@ -28,8 +28,9 @@ def _answer(response: str, answer_tag: str, fallback_to_response: bool) -> str |
 
 # "B", "(B)", "B.", "B) text", "[B]" at the start of the answer (not "I think", not "A cat").
 _LEADING_LETTER = re.compile(r"\s*[\(\[]?([A-Za-z])(?:[\)\]\.:]|\s*$)")
-# "answer is B", "option (B)", "choice: B"
-_NAMED_LETTER = re.compile(r"(?i:answer|option|choice)\s*(?:is|:)?\s*[\(\[]?([A-Z])\b")
+# "answer is B", "option (B)", "choice: B". Possessive whitespace: linear in a long whitespace run (two plain
+# \s* around an optional word let the engine try every split of the run: quadratic).
+_NAMED_LETTER = re.compile(r"(?i:answer|option|choice)\s*+(?:(?:is|:)\s*+)?[\(\[]?([A-Z])\b")
 _LONE_LETTER = re.compile(r"(?<![A-Za-z'])([A-Z])(?![A-Za-z'])")
 _WORD_AFTER = re.compile(r" [a-z]")  # "I think", "A cat": the pronoun/article, not an option
 

@@ -20,9 +20,9 @@ DOC = REPO / "docs" / "migrating_from_openrlhf.md"
 
 # The issue's count: distinct flags of OpenRLHF's example scripts and README command (tests/data/...).
 EXAMPLE_FLAG_COUNT = 86
-# Accepted today. The issue asks for 70: the rest need features this project lacks (critic, reward-model
-# workers, sampled evaluation, ...) or that issues #12 / #13 add; see docs/migrating_from_openrlhf.md.
-MIN_ACCEPTED = 60
+# The issue asks for 70: the rest need features this project lacks (critic, reward-model workers, agents,
+# ring attention) or that issue #13 adds (async); see docs/migrating_from_openrlhf.md.
+MIN_ACCEPTED = 70
 # Flags of the mirrored examples (OpenRLHF master, version.txt 0.11.0) that OpenRLHF 0.11.2's parser does not
 # define: the IS-correction flags were renamed in 0.11.2 (is_correction_level / _mode), and the README still
 # shows two flat flags that predate 0.10.
@@ -97,12 +97,13 @@ def test_every_openrlhf_flag_is_a_key_an_alias_or_refused(real_flags):
     keys = set(all_keys())
     unmapped = [f for f in real_flags if f not in keys and f not in oa.ALIASES and f not in oa.REFUSED]
     assert unmapped == []
-    assert [a for a in oa.ALIASES if a not in real_flags] == []
-    assert set(oa.SAME_NAMES) == {f for f in real_flags if f in keys}
-    assert {r for r in oa.REFUSED if r not in real_flags} == {
+    # the examples' 0.11.0 spelling of the importance correction is accepted although 0.11.2 renamed it
+    assert {a for a in oa.ALIASES if a not in real_flags} == {
         "algo.advantage.is_correction_enable",
         "algo.advantage.is_correction_type",
     }
+    assert set(oa.SAME_NAMES) == {f for f in real_flags if f in keys}
+    assert {r for r in oa.REFUSED if r not in real_flags} == set()
     # a flat 0.11 flag of OpenRLHF's own (--use_ms) is refused, not reported as a pre-0.10 flat flag
     assert {f for f in real_flags if "." not in f} <= set(oa.REFUSED)
 
@@ -119,7 +120,9 @@ def test_defaults_table_is_openrlhfs(real_flags):
 def test_value_kinds_match_openrlhfs(real_flags):
     """Two-value flags take two values here, flags take none, as OpenRLHF's parser does."""
     for alias in oa.ALIAS_LIST:
-        real = real_flags[alias.name]
+        real = real_flags.get(alias.name)
+        if real is None:  # 0.11.0's importance-correction names (the examples'), gone from 0.11.2
+            continue
         if real.nargs == 2:
             assert "tuple" in str(alias.kind) or "tuple" in str(_annotation(alias.targets[0])), alias.name
         if not real.takes_values:
@@ -157,7 +160,6 @@ def test_not_yet_supported_flags_name_their_issue():
     for flag, issue in {
         "train.async_enable": 13,
         "train.partial_rollout_enable": 13,
-        "algo.advantage.is_correction_enable": 13,
     }.items():
         assert f"not supported yet (issue #{issue})" in refusal_of(flag, [])
     # settings other work added already take OpenRLHF's names directly
@@ -175,6 +177,9 @@ def test_not_yet_supported_flags_name_their_issue():
 def test_whole_script_reports_every_refusal_at_once(script):
     argv = [x for s, flag, values in example_lines() if s == script for x in (f"--{flag}", *values)]
     refused = {flag for s, flag, values in example_lines() if s == script and refusal_of(flag, values)}
+    if not refused:  # the whole script loads (DAPO's)
+        load_config(argv)
+        return
     with pytest.raises(ConfigError) as err:
         load_config(argv)
     message = str(err.value)
@@ -192,12 +197,15 @@ def test_whole_script_reports_every_refusal_at_once(script):
 def test_dapo_script_means_what_it_meant():
     lines = [(f, v) for s, f, v in example_lines() if s == "train_dapo_ray_hybrid_engine.sh"]
     refused = {flag for flag, values in lines if refusal_of(flag, values)}
-    assert refused == {"algo.advantage.is_correction_enable", "ckpt.save_hf"}
+    assert refused == set()
     cfg, _ = load_config([x for flag, values in lines if flag not in refused for x in (f"--{flag}", *values)])
     assert cfg.algo.clip.eps_low == pytest.approx(0.2) and cfg.algo.clip.eps_high == pytest.approx(0.27)
     assert cfg.algo.dynamic_filter.enable and cfg.algo.dynamic_filter.score_range == (0.0, 1.0)
     assert cfg.algo.kl.init_kl_coef == pytest.approx(1e-3) and cfg.algo.kl.use_kl_loss
     assert cfg.algo.kl.estimator == "k3" and cfg.algo.advantage.estimator == "group_norm"
+    # --algo.advantage.is_correction_enable: token-level TIS in OpenRLHF's default band
+    assert (cfg.algo.clip.tis_floor, cfg.algo.clip.tis_cap, cfg.algo.clip.tis_mode) == (0.5, 5.0, "tis")
+    assert cfg.ckpt.save_hf
     assert cfg.reward.reward_func == "/openrlhf/examples/python/reward_func.py" and cfg.reward.remote_url == []
     assert cfg.train.output_dir == "/openrlhf/examples/test_scripts/final/llama3-8b-rlhf"
     assert cfg.ckpt.path == "/openrlhf/examples/test_scripts/ckpt/llama3-8b-rlhf" and cfg.ckpt.interval == 20
@@ -257,7 +265,7 @@ def test_converters(argv, expected):
     [
         (["--ds.param_dtype", "fp16"], "fp16"),
         (["--ds.ring_attn_size", "2"], "ring attention"),
-        (["--actor.policy_loss_type", "gspo"], "GSPO"),
+        (["--algo.advantage.is_correction_gating", "tv"], "divergence-gated"),
         (["--ds.lora.target_modules", "all-linear"], "all-linear"),
         (["--algo.advantage.estimator", "gae"], "PPO with a critic"),
         (["--rollout.vllm_generate_batch_size", "64", "--rollout.batch_size", "32"], "issue #13"),

@@ -221,3 +221,15 @@ def test_response_field_is_the_sft_target(tmp_path):
     assert [s.response for s in result.samples] == ["<think>1 + 1 = 2</think><answer>2</answer>", None]
     assert [s.label for s in result.samples] == ["2", "4"]
     assert "field 'response' (the SFT target) must be a non-empty string" in result.skipped[0].reason
+
+
+def test_rows_with_more_images_than_max_images_per_prompt_are_named():
+    path = str(EXAMPLES / "omnirl_mixed.json")
+    # row 5 (object 5, starting on line 6) holds two images
+    with pytest.raises(DatasetError) as info:
+        load_samples([path], data_cfg(max_images_per_prompt=1))
+    assert f"{path}:6: 2 images, more than data.max_images_per_prompt=1" in str(info.value)
+    assert len(info.value.errors) == 1
+    kept = load_samples([path], data_cfg(max_images_per_prompt=1, on_invalid="skip"))
+    assert [s.line for s in kept.samples] == [2, 3, 4, 5, 7]
+    assert len(load_samples([path], data_cfg(max_images_per_prompt=2)).samples) == 6

@@ -125,6 +125,34 @@ def test_huge_hostile_strings_in_bounded_time(name):
             assert elapsed < 10.0, f"{name}: function {i} took {elapsed:.1f} s"
 
 
+# Whitespace runs after a word a parser keys on: a pattern with two \s* around an optional part is quadratic
+# in the run (issue #15: "answer" + 10,000 spaces took 0.71-2.8 s in the choice parser). 200 such samples must
+# score in well under 10 s, so each gets 50 ms here (linear parsers take about 1 ms).
+WHITESPACE_RUNS = {
+    "answer_spaces": "answer" + " " * 10_000,
+    "tagged_answer_spaces": "<answer>answer" + " " * 10_000,
+    "closed_answer_spaces": "<answer>answer" + " " * 10_000 + "</answer>",
+    "answer_is_spaces": "<answer>the answer is" + " " * 10_000 + "</answer>",
+    "option_tabs": "<answer>option" + "\t \n" * 3_000 + "</answer>",
+    "boxed_spaces": "\\boxed{" + " " * 10_000 + "}",
+    "box_spaces": "[1," + " " * 10_000 + "2, 3, 4]",
+}
+
+
+@pytest.mark.parametrize("name", sorted(WHITESPACE_RUNS))
+def test_long_whitespace_runs_score_in_linear_time(name):
+    text = WHITESPACE_RUNS[name]
+    for i, fn in enumerate(FUNCTIONS):
+        fn(text, LABELS[NATURAL_LABEL.get(i, 0)])  # warm-up (imports, caches)
+        started = time.perf_counter()
+        fn(text, LABELS[NATURAL_LABEL.get(i, 0)])
+        elapsed = time.perf_counter() - started
+        assert elapsed < 0.05, f"{name}: function {i} took {elapsed * 1000:.0f} ms"
+    started = time.perf_counter()
+    accuracy.choice_letter(text)
+    assert time.perf_counter() - started < 0.05
+
+
 def test_hostile_batch_over_http(server):
     payload_queries, labels = [], []
     tasks = ["rec", "ovd", "math", "generative", "choice", "preference"]

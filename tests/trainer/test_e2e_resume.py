@@ -31,8 +31,14 @@ def test_resumed_step_equals_the_uninterrupted_step(ray_cluster, task, tmp_path)
     run_training(small_run_args(task, full, *with_reward_func(task), "--ckpt.interval", "1", "--ckpt.keep", "3"))
     resumed = tmp_path / "resumed"
     shutil.copytree(full / "ckpt" / "global_step1", resumed / "ckpt" / "global_step1")
+    # the killed run's log: it got to log step 2 (and tore a line) before dying, after the step-1 checkpoint
+    (resumed / "metrics.jsonl").write_text((full / "metrics.jsonl").read_text() + '{"step": 3, "rew')
     summary = run_training(small_run_args(task, resumed, *with_reward_func(task), "--ckpt.load_enable", "true"))
     assert summary["steps"] == 2
+    # the log continues: every step exactly once, step 1 as the first run logged it, step 2 logged again
+    assert [r["step"] for r in read_metrics(resumed)] == [1, 2]
+    assert read_metrics(resumed)[0] == read_metrics(full)[0]
+    assert (resumed / "learning_curves.png").is_file()
 
     expected = {r["step"]: r for r in read_metrics(full)}[2]
     got = {r["step"]: r for r in read_metrics(resumed)}[2]

@@ -80,3 +80,20 @@ def test_summary_is_written_and_printed(tmp_path, capsys):
     assert saved["reward/mean"]["last"] == 0.3
     out = capsys.readouterr().out
     assert "Run summary" in out and "eval/accuracy_after" in out and "0.875" in out
+
+
+def test_resume_keeps_each_step_once_and_fills_from_the_checkpoint_history(tmp_path):
+    from openrlhf.trainer.metrics import prepare_metrics_for_resume, read_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    # steps 2-4 of a killed run (step 1 lost with an older output folder), step 3 logged twice, a torn line
+    path.write_text(
+        '{"step": 2, "r": 0.2}\n{"step": 3, "r": 0.3}\n{"step": 3, "r": 0.33}\n{"step": 4, "r": 0.4}\n{"step": 5, "r'
+    )
+    history = [{"step": 1, "r": 0.1}, {"step": 2, "r": 99.0}, {"step": 3, "r": float("nan")}]
+    prepare_metrics_for_resume(tmp_path, 3, history)
+    assert read_metrics(path) == [{"step": 1, "r": 0.1}, {"step": 2, "r": 0.2}, {"step": 3, "r": 0.33}]
+    fresh = tmp_path / "fresh"  # no file yet: the checkpoint's history is the log so far
+    fresh.mkdir()
+    prepare_metrics_for_resume(fresh, 1, history)
+    assert read_metrics(fresh / "metrics.jsonl") == [{"step": 1, "r": 0.1}]
