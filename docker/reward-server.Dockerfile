@@ -1,7 +1,11 @@
 # The reward service (remote_rm) alone: slim Python, the `reward` extra only (no torch, no ray).
 #   docker build -f docker/reward-server.Dockerfile -t openrlhf-reward-server .
-#   docker run --rm -p 5000:5000 openrlhf-reward-server                      # built-in recipes
-#   docker run --rm -p 5000:5000 -v $PWD/configs:/cfg openrlhf-reward-server --config /cfg/reward_recipes.yaml
+#   docker run --rm -p 5000:5000 -e REMOTE_RM_TOKEN="$(openssl rand -hex 16)" openrlhf-reward-server   # built-in recipes
+#   docker run --rm -p 5000:5000 -e REMOTE_RM_TOKEN=... -v $PWD/configs:/cfg openrlhf-reward-server \
+#       --config /cfg/reward_recipes.yaml
+# The server binds 0.0.0.0 in the container, so it requires a bearer token (REMOTE_RM_TOKEN; the trainer sends
+# it with --reward.token_env REMOTE_RM_TOKEN) and refuses to start without one unless `--insecure` is appended.
+# /health answers {"status": "ok"} without the token (the HEALTHCHECK below), details with it.
 FROM python:3.11-slim-bookworm
 
 # WordNet 3.0 for METEOR's synonyms, from Debian (nltk.download needs a network the servers may lack).

@@ -6,7 +6,7 @@ without a label whose recipe needs one is a 422 too (:meth:`remote_rm.scoring.Sc
 Every 4xx answers ``{"detail": message, "field": name}`` and is logged as a warning (at most once per
 30 s per kind, with a count), since OpenRLHF's client only logs the status line. An optional bearer
 token protects /get_reward and /metrics (compared in constant time; 401 without it); /health stays
-open for probes.
+open for probes, but without the token it says only ``{"status": "ok"}`` (no recipes, no judge URL).
 """
 
 from __future__ import annotations
@@ -146,7 +146,9 @@ def create_app(config: ServiceConfig, token: str | None = None) -> FastAPI:
             metrics.latency.observe(time.perf_counter() - started)
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
+    async def health(request: Request) -> dict[str, Any]:
+        if not authorized(request):
+            return {"status": "ok"}
         wordnet = scorer.wordnet_status()
         return {
             "status": "ok",

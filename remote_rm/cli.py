@@ -4,19 +4,34 @@
                            [--token-env NAME] [--log-level info]
 
 Binds loopback unless ``--host`` says otherwise. ``--token-env NAME`` requires the bearer token held
-in the environment variable NAME. ``--check`` validates the config, prints the resolved recipes and
+in the environment variable NAME (default: ``REMOTE_RM_TOKEN`` when it is set). A bind beyond loopback
+without a token is refused unless ``--insecure`` says so (anyone who reaches the port could then score,
+read /metrics and load the server). ``--check`` validates the config, prints the resolved recipes and
 what METEOR has, and exits.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
 import sys
 
 from remote_rm import __version__
+
+DEFAULT_TOKEN_ENV = "REMOTE_RM_TOKEN"
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1); False for 0.0.0.0, :: and the rest."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve beyond loopback
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="override extra_logs_keys (all: every component in every answer, for OpenRLHF's one-sample client; "
         "batch: only the request's components, what this project's trainer sends)",
     )
-    p.add_argument("--token-env", default=None, help="environment variable holding the bearer token to require")
+    p.add_argument(
+        "--token-env",
+        default=None,
+        help=f"environment variable holding the bearer token to require (default: {DEFAULT_TOKEN_ENV} when set)",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without a token (anyone who reaches the port can use the server)",
+    )
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--check", action="store_true", help="validate the config, print it and WordNet's status, exit")
     p.add_argument("--version", action="version", version=f"remote_rm {__version__}")
@@ -72,6 +96,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"openrlhf-reward-server: --token-env {args.token_env}: the variable is unset or empty", file=sys.stderr
             )
             return 2
+    elif os.environ.get(DEFAULT_TOKEN_ENV):
+        token = os.environ[DEFAULT_TOKEN_ENV]
+    if token is None and not is_loopback(args.host) and not args.insecure:
+        print(
+            f"openrlhf-reward-server: --host {args.host} binds beyond loopback without a token: set "
+            f"{DEFAULT_TOKEN_ENV} (or --token-env NAME) to require a bearer token, or pass --insecure to serve "
+            "anyone who reaches the port",
+            file=sys.stderr,
+        )
+        return 2
     if not 0 < args.port < 65536:
         print(f"openrlhf-reward-server: --port {args.port} is not a TCP port", file=sys.stderr)
         return 2

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from openrlhf.config import Config, ConfigError, dump_config, load_config
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+# The YAML configs ship inside the package (openrlhf/configs/, package data), so `openrlhf-train` finds its
+# demo config after a plain `pip install .`; the checkout's top-level configs/ is a link to the same folder.
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 def default_config_path(name: str) -> str | None:

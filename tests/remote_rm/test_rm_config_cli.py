@@ -99,6 +99,22 @@ def test_cli_exit_codes(tmp_path, capsys, monkeypatch):
     assert printed["config"]["default_recipe"] == "math" and "available" in printed["wordnet"]
 
 
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "rm.example.org"])
+def test_a_bind_beyond_loopback_needs_a_token_or_insecure(host, capsys, monkeypatch):
+    monkeypatch.delenv("REMOTE_RM_TOKEN", raising=False)
+    assert main(["--host", host]) == 2
+    err = capsys.readouterr().err
+    assert f"--host {host} binds beyond loopback without a token" in err and "REMOTE_RM_TOKEN" in err
+    assert "--insecure" in err
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_loopback_needs_no_token(host):
+    from remote_rm.cli import is_loopback
+
+    assert is_loopback(host)
+
+
 def test_cli_runs_as_a_module_and_prints_help():
     out = subprocess.run([sys.executable, "-m", "remote_rm.cli", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "--token-env" in out.stdout and "--workers" in out.stdout
@@ -125,7 +141,9 @@ def test_bearer_token_is_required(tmp_path):
         assert server.score(["yes"], ["yes"])["rewards"] == [1.0]
         assert httpx.get(f"{server.base_url}/metrics", timeout=10).status_code == 401
         assert httpx.get(f"{server.base_url}/metrics", headers=server.headers(), timeout=10).status_code == 200
-        health = httpx.get(f"{server.base_url}/health", timeout=10).json()
+        # without the token /health says it is up and nothing else (no recipes, no judge URL)
+        assert httpx.get(f"{server.base_url}/health", timeout=10).json() == {"status": "ok"}
+        health = httpx.get(f"{server.base_url}/health", headers=server.headers(), timeout=10).json()
         assert health["metrics"]["meteor"]["wordnet"] is False  # disabled: METEOR says so, and still works
         assert health["metrics"]["meteor"]["matching"] == "exact+stem (no WordNet)"
         hyp, ref = "the large dogs were running", "the big dog runs"
