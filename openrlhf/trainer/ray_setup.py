@@ -25,7 +25,10 @@ def worker_env() -> dict[str, str]:
 
 
 def init_ray(num_cpus: int | None = None) -> bool:
-    """Connect to RAY_ADDRESS when set, else start a local cluster; returns True if we started it."""
+    """Connect to RAY_ADDRESS when set, else start a local cluster; returns True if we started it.
+
+    A local cluster is marked as this driver's, and leftovers of a killed earlier run end first
+    (openrlhf/trainer/local_cluster.py)."""
     import ray
 
     if ray.is_initialized():
@@ -34,9 +37,13 @@ def init_ray(num_cpus: int | None = None) -> bool:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=runtime_env, log_to_driver=True)
         return False
+    from openrlhf.trainer.local_cluster import end_leftovers_of_dead_runs, mark_session
+
+    # What a killed run of ours left (Ray's agents outlive a SIGKILLed driver) goes first.
+    end_leftovers_of_dead_runs()
     # Ray's CPUs are logical: declare at least what the placement groups ask for, even on 2 cores.
     num_cpus = max(num_cpus or 0, os.cpu_count() or 1)
-    ray.init(
+    context = ray.init(
         num_cpus=num_cpus,
         include_dashboard=False,
         runtime_env=runtime_env,
@@ -44,4 +51,7 @@ def init_ray(num_cpus: int | None = None) -> bool:
         configure_logging=True,
         logging_level="WARNING",
     )
+    session_dir = context.address_info.get("session_dir") if hasattr(context, "address_info") else None
+    if session_dir:
+        mark_session(session_dir)
     return True
