@@ -41,7 +41,12 @@ class ServiceMetrics:
         self.component_errors = Counter(
             "remote_rm_component_errors", "reward component calls that raised (scored 0)", ["component"], registry=r
         )
-        self.pool_restarts = Gauge("remote_rm_pool_restarts", "worker pool replacements", ["pool"], registry=r)
+        self.scoring_timeouts = Counter(
+            "remote_rm_scoring_timeouts", "samples over pool.sample_timeout_s alone (scored 0)", registry=r
+        )
+        self.pool_restarts = Gauge(
+            "remote_rm_pool_restarts", "workers replaced (timeouts, crashes)", ["pool"], registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

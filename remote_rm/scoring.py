@@ -7,8 +7,10 @@ Per request:
 1. each query's response is cut out (:mod:`remote_rm.response`) and capped at
    ``limits.max_response_chars``; each label picks its recipe (plain string: ``default_recipe``;
    object: ``tasks[label.task]``);
-2. cheap components run inline; CPU-heavy ones go to the scoring pool in chunks; math-verify goes to
-   the math pool, one call per distinct (answer, solution) pair; these run concurrently;
+2. cheap components run inline (in a thread, off the event loop); CPU-heavy ones go to the scoring pool in
+   chunks, each chunk under a deadline of ``pool.sample_timeout_s`` per sample (a chunk over it is scored
+   again sample by sample, so a hanging sample scores 0 alone); math-verify goes to the math pool, one call
+   per distinct (answer, solution) pair; these run concurrently;
 3. derived components (cosine length) and the LLM judge (only where it can change the reward) follow;
 4. each recipe combines its components (weighted sum, or R1-Reward's formula).
 
@@ -110,6 +112,7 @@ class _Tally:
             "judge_failures": 0,
             "math_timeouts": 0,
             "math_errors": 0,
+            "scoring_timeouts": 0,
             "component_errors": 0,
             "truncated_responses": 0,
         }
@@ -152,12 +155,9 @@ class Scorer:
             config.worker_count(),
             worker.init_scoring_worker,
             (wn.enabled, self.load_wordnet, tuple(wn.source_dirs), wn.cache_dir or None),
-            max_in_flight=4 * config.worker_count(),  # a queue deep enough to hide the dispatch latency
         )
         self.math_pool = (
-            WorkerPool(
-                "math", config.pool.math_workers, worker.init_math_worker, (), max_in_flight=config.pool.math_workers
-            )
+            WorkerPool("math", config.pool.math_workers, worker.init_math_worker, ())
             if config.uses("math_accuracy")
             else None
         )
@@ -275,14 +275,31 @@ class Scorer:
         size = max(1, min(self.config.pool.chunk_size, math.ceil(len(jobs) / self.scoring_pool.size)))
         chunks = [jobs[k : k + size] for k in range(0, len(jobs), size)]
 
+        pool_cfg = self.config.pool
+
+        async def run_one(item) -> tuple[float, str | None]:
+            """One sample alone, under its own deadline: a sample that hangs scores 0 by itself, counted."""
+            try:
+                return (await self.scoring_pool.run(worker.score_items, [item], timeout=pool_cfg.sample_timeout_s))[0]
+            except PoolTimeout as exc:
+                tally.add("scoring_timeouts")
+                self.metrics.scoring_timeouts.inc()
+                return 0.0, str(exc)
+            except PoolCrashed as exc:
+                return 0.0, str(exc)
+
         async def run_chunk(chunk: list) -> None:
+            # A chunk that runs over its deadline (or kills its worker) is scored again sample by sample,
+            # so one slow or crashing sample costs only its own score.
             try:
                 results = await self.scoring_pool.run(
-                    worker.score_items, [item for _, _, item in chunk], timeout=self.config.pool.task_timeout_s
+                    worker.score_items,
+                    [item for _, _, item in chunk],
+                    timeout=min(pool_cfg.task_timeout_s, pool_cfg.sample_timeout_s * len(chunk)),
                 )
             except (PoolTimeout, PoolCrashed) as exc:
-                log.warning("scoring chunk of %d failed: %s", len(chunk), exc)
-                results = [(0.0, str(exc))] * len(chunk)
+                log.warning("scoring chunk of %d failed (%s): scoring its samples one by one", len(chunk), exc)
+                results = await asyncio.gather(*(run_one(item) for _, _, item in chunk))
             for (i, spec, _), (value, error) in zip(chunk, results, strict=True):
                 if error is not None:
                     self.metrics.component_errors.labels(spec.fn).inc()
@@ -381,12 +398,17 @@ class Scorer:
     async def score(self, request: RewardRequest) -> dict[str, Any]:
         """Score a validated request; the answer body of /get_reward."""
         tally = _Tally()
-        samples = self._prepare(request, tally)
+        # Parsing and the inline components run in a thread, beside the pool and math calls: the event loop
+        # stays free for other requests and /health whatever a request holds.
+        samples = await asyncio.to_thread(self._prepare, request, tally)
         n = len(samples)
         keys = list(dict.fromkeys(spec.key for s in samples for spec, _ in self.recipes[s.recipe]))
         values: dict[str, list[float | None]] = {k: [None] * n for k in keys}
-        self._run_inline(samples, values, tally)
-        await asyncio.gather(self._run_pool(samples, values, tally), self._run_math(samples, values, tally))
+        await asyncio.gather(
+            asyncio.to_thread(self._run_inline, samples, values, tally),
+            self._run_pool(samples, values, tally),
+            self._run_math(samples, values, tally),
+        )
         self._run_derived(samples, values)
         await self._run_judge(samples, values, tally)
 

@@ -110,7 +110,13 @@ class PoolSettings(_Strict):
     workers: int = Field(0, ge=0, description="scoring worker processes; 0: min(4, CPU count)")
     math_workers: int = Field(1, ge=1)
     math_timeout_s: float = Field(5.0, gt=0, description="math-verify's own timeout; the outer one is 2x + 2 s")
-    task_timeout_s: float = Field(120.0, gt=0)
+    task_timeout_s: float = Field(120.0, gt=0, description="deadline of one scoring task (a chunk of samples)")
+    sample_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="deadline per sample: a chunk gets this per sample (up to task_timeout_s); one that runs over "
+        "is scored again sample by sample, and a sample over it alone scores 0 (counted as scoring_timeouts)",
+    )
     chunk_size: int = Field(32, ge=1, description="samples per scoring task")
 
 

@@ -180,3 +180,35 @@ def test_broken_unicode_over_http(server):
     deep = '{"query": ["x"], "prompts": [""], "labels": [{"solution": ' + "[" * 100_000 + "]" * 100_000 + "}]}"
     resp = httpx.post(server.url, content=deep.encode(), timeout=60)
     assert resp.status_code in (200, 400)
+
+
+def test_whitespace_flood_request_is_quick_and_health_stays_responsive(server):
+    """Issue #15's request: 200 choice samples, each an answer word followed by 10,000 spaces (2 MB). It
+    held the server for 154 s; now it is answered in under 10 s and /health answers within 1 s throughout."""
+    import threading
+
+    queries = ["<think>t</think><answer>answer" + " " * 10_000 + "</answer>"] * 100
+    queries += ["<think>t</think><answer>answer" + " " * 10_000] * 100  # unclosed tag
+    labels = [{"solution": "B", "task": "choice"}] * 200
+    done: dict = {}
+
+    def send() -> None:
+        started = time.perf_counter()
+        done["response"] = httpx.post(
+            server.url, json={"query": queries, "prompts": [""] * 200, "labels": labels}, timeout=120
+        )
+        done["seconds"] = time.perf_counter() - started
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    health = []
+    while thread.is_alive():
+        started = time.perf_counter()
+        assert httpx.get(f"{server.base_url}/health", timeout=5).status_code == 200
+        health.append(time.perf_counter() - started)
+        time.sleep(0.05)
+    thread.join()
+    assert done["response"].status_code == 200, done["response"].text[:500]
+    assert done["seconds"] < 10
+    assert len(done["response"].json()["rewards"]) == 200
+    assert max(health, default=0.0) < 1.0

@@ -55,6 +55,72 @@ def test_pool_timeout_kills_and_replaces_the_worker():
     asyncio.run(scenario())
 
 
+def pid_after(x: float) -> int:
+    time.sleep(x)
+    return os.getpid()
+
+
+def test_a_timeout_replaces_only_the_hung_worker_and_queue_wait_is_not_counted():
+    async def scenario():
+        pool = WorkerPool("t", 2)
+        try:
+            await pool.warm_up(os.getpid)
+            # one worker hangs past its deadline while the other serves a long call that must finish
+            hung = pool.run(sleep_then, 60, timeout=1.0)
+            busy = pool.run(pid_after, 3.0, timeout=60)
+            results = await asyncio.gather(hung, busy, return_exceptions=True)
+            assert isinstance(results[0], PoolTimeout)
+            survivor = results[1]
+            assert pool.restarts == 1
+            # the survivor still serves (same process: its caches are kept); the hung one was replaced
+            pids = set(await asyncio.gather(*(pool.run(pid_after, 0.5, timeout=60) for _ in range(4))))
+            assert survivor in pids
+            # four 1.5 s calls on 2 workers: the last two wait ~1.5 s, yet each fits a 2.5 s deadline
+            started = time.monotonic()
+            assert await asyncio.gather(*(pool.run(sleep_then, 1.5, timeout=2.5) for _ in range(4))) == [1.5] * 4
+            assert time.monotonic() - started >= 2.9
+        finally:
+            pool.close()
+
+    asyncio.run(scenario())
+
+
+def slow_length(response: str, label, **kw) -> float:
+    """A custom pool component: the response length, except that "HANG" blocks its worker."""
+    if "HANG" in response:
+        time.sleep(60)
+    return float(len(response))
+
+
+SLOW_CONFIG = """
+default_recipe: slow
+recipes:
+  slow:
+    components:
+      - {fn: "test_rm_pool:slow_length", name: length, needs_label: false}
+pool: {workers: 2, sample_timeout_s: 1.0, chunk_size: 32}
+wordnet: {enabled: false}
+"""
+
+
+def test_a_hanging_sample_scores_zero_alone_and_is_counted():
+    async def scenario():
+        scorer = Scorer(parse_config(SLOW_CONFIG))
+        await scorer.start()
+        try:
+            responses = ["a", "bb", "HANG", "dddd", "eeeee", "ffffff"]
+            request = RewardRequest(responses, [""] * 6, [Label("x")] * 6)
+            started = time.monotonic()
+            out = await scorer.score(request)
+            assert time.monotonic() - started < 30  # "HANG" sleeps 60 s: only its own deadline was waited
+            assert out["components"]["length"] == [1.0, 2.0, 0.0, 4.0, 5.0, 6.0]
+            assert out["extra_logs"]["scoring_timeouts"] == 1.0
+        finally:
+            await scorer.close()
+
+    asyncio.run(scenario())
+
+
 def test_pool_crash_is_retried_then_reported_and_others_survive():
     async def scenario():
         pool = WorkerPool("t", 2)
