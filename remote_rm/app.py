@@ -5,6 +5,8 @@ Content-Length header and again while streaming) and validated by :mod:`remote_r
 without a label whose recipe needs one is a 422 too (:meth:`remote_rm.scoring.Scorer.check_labels`).
 Every 4xx answers ``{"detail": message, "field": name}`` and is logged as a warning (at most once per
 30 s per kind, with a count), since OpenRLHF's client only logs the status line. An optional bearer
+Back-pressure: while ``limits.max_in_flight_samples`` samples are being scored, a further request gets 503
+with ``Retry-After`` (never the first request: one alone is always taken). An optional bearer
 token protects /get_reward and /metrics (compared in constant time; 401 without it); /health stays
 open for probes, but without the token it says only ``{"status": "ok"}`` (no recipes, no judge URL).
 """
@@ -82,6 +84,7 @@ def create_app(config: ServiceConfig, token: str | None = None) -> FastAPI:
     scorer = Scorer(config, metrics)
     expected = f"Bearer {token}".encode() if token else None
     log_rejection = _RejectionLog()
+    in_flight = {"samples": 0}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -134,7 +137,27 @@ def create_app(config: ServiceConfig, token: str | None = None) -> FastAPI:
                 code = exc.status
                 log_rejection(exc)
                 return _error(exc)
-            result = await scorer.score(reward_request)
+            n = len(reward_request.queries)
+            cap = config.limits.max_in_flight_samples
+            if cap and in_flight["samples"] and in_flight["samples"] + n > cap:
+                code = 503
+                metrics.busy_rejections.inc()
+                return JSONResponse(
+                    {
+                        "detail": f"busy: {in_flight['samples']} samples are being scored (limits.max_in_flight_samples"
+                        f"={cap}); retry after {config.limits.retry_after_s} s",
+                        "field": None,
+                    },
+                    status_code=503,
+                    headers={"Retry-After": str(config.limits.retry_after_s)},
+                )
+            in_flight["samples"] += n
+            metrics.in_flight_samples.set(in_flight["samples"])
+            try:
+                result = await scorer.score(reward_request)
+            finally:
+                in_flight["samples"] -= n
+                metrics.in_flight_samples.set(in_flight["samples"])
             return JSONResponse(result)
         except Exception:
             code = 500

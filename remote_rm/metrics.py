@@ -41,6 +41,10 @@ class ServiceMetrics:
         self.component_errors = Counter(
             "remote_rm_component_errors", "reward component calls that raised (scored 0)", ["component"], registry=r
         )
+        self.busy_rejections = Counter(
+            "remote_rm_busy_rejections", "requests answered 503 (limits.max_in_flight_samples reached)", registry=r
+        )
+        self.in_flight_samples = Gauge("remote_rm_samples_in_flight", "samples being scored", registry=r)
         self.scoring_timeouts = Counter(
             "remote_rm_scoring_timeouts", "samples over pool.sample_timeout_s alone (scored 0)", registry=r
         )

@@ -104,6 +104,13 @@ class LimitSettings(_Strict):
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     max_samples: int = Field(16384, ge=1)
     max_response_chars: int = Field(65536, ge=256, description="longer responses are scored on their head")
+    max_in_flight_samples: int = Field(
+        8192,
+        ge=0,
+        description="samples being scored at once over all requests; a request beyond it gets 503 with "
+        "Retry-After (the trainer's client waits and resends); one request alone is always taken; 0: no cap",
+    )
+    retry_after_s: int = Field(1, ge=1, description="the Retry-After of a 503 (seconds)")
 
 
 class PoolSettings(_Strict):

@@ -258,13 +258,25 @@ def _short(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds a 503 asks to wait (its ``Retry-After``, capped at 60), or None for any other answer."""
+    if response.status_code != 503:
+        return None
+    try:
+        return min(max(float(response.headers.get("retry-after", "")), 0.0), 60.0)
+    except ValueError:
+        return None
+
+
 class RemoteRewardClient:
     """Scores batches on one or more reward servers.
 
     A batch is cut into chunks of ``batch_size`` samples; chunk ``i`` goes to ``urls[i % len(urls)]``,
     at most ``concurrency`` requests are in flight, and the answers are put back in order. Connect
     errors, timeouts and 5xx answers are retried ``retries`` times, sleeping ``backoff * 2**k`` seconds
-    before retry ``k+1``; a 4xx is not retried. Failures raise :class:`RewardServiceError` naming the URL.
+    before retry ``k+1``; a 4xx is not retried. A 503 with ``Retry-After`` (a busy server's back-pressure) is
+    waited out and resent without using a retry, for up to ``busy_wait`` seconds in all per request.
+    Failures raise :class:`RewardServiceError` naming the URL.
     """
 
     def __init__(
@@ -277,6 +289,7 @@ class RemoteRewardClient:
         concurrency: int = 8,
         batch_size: int = 64,
         token: str | None = None,
+        busy_wait: float = 600.0,
     ) -> None:
         urls = [urls] if isinstance(urls, str) else list(urls)
         if not urls:
@@ -295,6 +308,7 @@ class RemoteRewardClient:
         self.backoff = backoff
         self.concurrency = concurrency
         self.batch_size = batch_size
+        self.busy_wait = busy_wait
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._loop: _LoopThread | None = None
         self._http: httpx.AsyncClient | None = None
@@ -381,9 +395,12 @@ class RemoteRewardClient:
         n = len(body["query"])
         attempts = self.retries + 1
         last_error = ""
-        for attempt in range(attempts):
+        attempt = 0
+        waited_busy = 0.0
+        while attempt < attempts:
             if attempt:
                 await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+            attempt += 1
             try:
                 async with semaphore:
                     response = await self._http.post(url, json=body)
@@ -392,6 +409,13 @@ class RemoteRewardClient:
                 continue
             except httpx.TransportError as exc:
                 last_error = f"{type(exc).__name__}: {str(exc) or 'connection failed'}"
+                continue
+            retry_after = _retry_after(response)
+            if retry_after is not None and waited_busy + retry_after <= self.busy_wait:
+                # back-pressure, not a failure: wait as asked and resend, without using a retry
+                waited_busy += retry_after
+                attempt -= 1
+                await asyncio.sleep(retry_after)
                 continue
             if response.status_code >= 500:
                 last_error = f"HTTP {response.status_code}: {_short(response.text)}"

@@ -34,6 +34,7 @@ class Behaviour:
 
     fail_next: int = 0
     fail_status: int = 503
+    retry_after: str | None = None  # a Retry-After header on the failures (a busy server's back-pressure)
     delay: float = 0.0
     mode: str = "full"  # full | rewards_only | bare_list | wrong_length | not_json | reject | nan
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -54,7 +55,8 @@ def build_app(behaviour: Behaviour) -> Starlette:
                 await asyncio.sleep(behaviour.delay)
             if behaviour.fail_next > 0:
                 behaviour.fail_next -= 1
-                return PlainTextResponse("overloaded, try later", status_code=behaviour.fail_status)
+                headers = {"Retry-After": behaviour.retry_after} if behaviour.retry_after is not None else None
+                return PlainTextResponse("overloaded, try later", status_code=behaviour.fail_status, headers=headers)
             return answer(body, behaviour.mode)
         finally:
             behaviour.in_flight -= 1

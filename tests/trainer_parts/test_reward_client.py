@@ -110,6 +110,27 @@ def test_5xx_is_retried_with_backoff_then_succeeds(server):
     assert elapsed >= 0.1 + 0.2  # backoff doubles: 0.1 s, then 0.2 s
 
 
+def test_503_with_retry_after_is_waited_out_without_using_a_retry(server):
+    """A busy server's back-pressure: 503 + Retry-After is not a failure, even with no retries left."""
+    server.behaviour.fail_next = 3
+    server.behaviour.retry_after = "0.2"
+    queries, prompts, labels = make_batch(2)
+    with client_for(server.url, retries=0) as client:
+        start = time.monotonic()
+        result = client.score(queries, prompts, labels)
+        elapsed = time.monotonic() - start
+    assert len(server.behaviour.requests) == 4 and result.scores == [0.0, 1.0]
+    assert elapsed >= 3 * 0.2
+
+
+def test_a_server_busy_past_the_wait_budget_is_a_failure(server):
+    server.behaviour.fail_next = 100
+    server.behaviour.retry_after = "0.2"
+    with client_for(server.url, retries=0, busy_wait=0.5) as client, pytest.raises(RewardServiceError) as err:
+        client.score(*make_batch(2))
+    assert "HTTP 503" in str(err.value) and len(server.behaviour.requests) == 3  # 2 waits of 0.2 s, then no more
+
+
 def test_5xx_after_the_last_retry_names_url_attempts_and_error(server):
     server.behaviour.fail_next = 100
     with client_for(server.url, retries=2) as client, pytest.raises(RewardServiceError) as err:
