@@ -41,6 +41,9 @@ class ServiceMetrics:
         self.component_errors = Counter(
             "remote_rm_component_errors", "reward component calls that raised (scored 0)", ["component"], registry=r
         )
+        self.judge_skipped = Counter(
+            "remote_rm_judge_skipped", "samples not sent to the judge: its circuit breaker was open", registry=r
+        )
         self.busy_rejections = Counter(
             "remote_rm_busy_rejections", "requests answered 503 (limits.max_in_flight_samples reached)", registry=r
         )

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from remote_rm import rewards, worker
-from remote_rm.judge import JudgeClient
+from remote_rm.judge import JudgeClient, JudgeResult
 from remote_rm.metrics import ServiceMetrics
 from remote_rm.pool import PoolCrashed, PoolTimeout, WorkerPool
 from remote_rm.protocol import Label, ProtocolError, RewardRequest, describe_label
@@ -110,6 +110,7 @@ class _Tally:
         self.counts = {
             "judge_calls": 0,
             "judge_failures": 0,
+            "judge_skipped": 0,
             "math_timeouts": 0,
             "math_errors": 0,
             "scoring_timeouts": 0,
@@ -384,14 +385,27 @@ class Scorer:
         if not asks:
             return
         assert self.judge is not None
-        results = await asyncio.gather(
-            *(self.judge.consistency(samples[i].response, spec.params.get("reasoning_lines", 3)) for i, spec in asks)
-        )
-        for (i, spec), result in zip(asks, results, strict=True):
+        judge = self.judge
+        tasks = [
+            asyncio.ensure_future(judge.consistency(samples[i].response, spec.params.get("reasoning_lines", 3)))
+            for i, spec in asks
+        ]
+        # The request's judge budget: what is still waiting then gets the fallback, counted as a failure.
+        _, late = await asyncio.wait(tasks, timeout=self.config.judge.request_budget_s)
+        for task in late:
+            task.cancel()
+        for (i, spec), task in zip(asks, tasks, strict=True):
+            if task in late or task.cancelled():
+                result = JudgeResult(self.config.judge.fallback, False, 1, "over the request's judge budget")
+            else:
+                result = task.result()
             values[spec.key][i] = result.value
             tally.add("judge_calls", result.calls)
             self.metrics.judge_calls.inc(result.calls)
-            if not result.ok:
+            if result.skipped:
+                tally.add("judge_skipped")
+                self.metrics.judge_skipped.inc()
+            elif not result.ok:
                 tally.add("judge_failures")
                 self.metrics.judge_failures.inc()
 

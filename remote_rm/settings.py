@@ -89,6 +89,19 @@ class JudgeSettings(_Strict):
     only_when_correct: bool = Field(True, description="skip the judge when accuracy is 0 (it cannot change the reward)")
     max_tokens: int = Field(16, ge=1)
     temperature: float = Field(0.0, ge=0)
+    breaker_failures: int = Field(
+        5, ge=1, description="circuit breaker: this many failed samples within breaker_window_s open it"
+    )
+    breaker_window_s: float = Field(60.0, gt=0)
+    breaker_cooldown_s: float = Field(
+        30.0, gt=0, description="while open, samples get the fallback at once (judge_skipped); then one probe"
+    )
+    request_budget_s: float = Field(
+        20.0,
+        gt=0,
+        description="the judge's time per request (below the trainer's reward timeout): samples still waiting "
+        "then get the fallback (judge_failures)",
+    )
 
 
 class ResponseSettings(_Strict):

@@ -3,7 +3,9 @@
 It stands in for the hosted LLM judge (the only thing that cannot run here). The prompt's text picks
 the behaviour: JUDGE_AGREE -> "1", JUDGE_DISAGREE -> "0", JUDGE_GARBAGE -> no digit,
 JUDGE_DOWN -> HTTP 500, JUDGE_SLOW -> answers after ``slow_s`` seconds, JUDGE_FLAKY_<id> -> HTTP 500
-the first time that id is seen, then "1". GET /stats reports calls and the peak concurrency.
+the first time that id is seen, then "1"; JUDGE_NAIVE -> the digit of the first "Output: <digit>" in the
+prompt (a judge fooled by a verdict written into the text it judges). GET /stats reports calls and the
+peak concurrency.
 """
 
 from __future__ import annotations
@@ -53,7 +55,10 @@ def make_app(slow_s: float = 3.0) -> FastAPI:
                 return JSONResponse({"error": {"message": "scripted flake", "type": "server_error"}}, 500)
             if "JUDGE_SLOW" in prompt:
                 await asyncio.sleep(slow_s)
-            if "JUDGE_DISAGREE" in prompt:
+            naive = re.search(r"Output:\s*([01])", prompt) if "JUDGE_NAIVE" in prompt else None
+            if naive:  # a judge that obeys a verdict written into the text it judges (prompt injection)
+                text = naive.group(1)
+            elif "JUDGE_DISAGREE" in prompt:
                 text = "0"
             elif "JUDGE_GARBAGE" in prompt:
                 text = "I cannot decide."
