@@ -6,7 +6,8 @@ without a label whose recipe needs one is a 422 too (:meth:`remote_rm.scoring.Sc
 Every 4xx answers ``{"detail": message, "field": name}`` and is logged as a warning (at most once per
 30 s per kind, with a count), since OpenRLHF's client only logs the status line. An optional bearer
 Back-pressure: while ``limits.max_in_flight_samples`` samples are being scored, a further request gets 503
-with ``Retry-After`` (never the first request: one alone is always taken). An optional bearer
+with ``Retry-After`` (never the first request: one alone is always taken); so does a client address with
+``limits.max_requests_per_client`` requests in flight already. An optional bearer
 token protects /get_reward and /metrics (compared in constant time; 401 without it); /health stays
 open for probes, but without the token it says only ``{"status": "ok"}`` (no recipes, no judge URL).
 """
@@ -85,6 +86,15 @@ def create_app(config: ServiceConfig, token: str | None = None) -> FastAPI:
     expected = f"Bearer {token}".encode() if token else None
     log_rejection = _RejectionLog()
     in_flight = {"samples": 0}
+    per_client: dict[str, int] = {}
+
+    def busy(message: str) -> JSONResponse:
+        metrics.busy_rejections.inc()
+        return JSONResponse(
+            {"detail": f"busy: {message}; retry after {config.limits.retry_after_s} s", "field": None},
+            status_code=503,
+            headers={"Retry-After": str(config.limits.retry_after_s)},
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -141,22 +151,22 @@ def create_app(config: ServiceConfig, token: str | None = None) -> FastAPI:
             cap = config.limits.max_in_flight_samples
             if cap and in_flight["samples"] and in_flight["samples"] + n > cap:
                 code = 503
-                metrics.busy_rejections.inc()
-                return JSONResponse(
-                    {
-                        "detail": f"busy: {in_flight['samples']} samples are being scored (limits.max_in_flight_samples"
-                        f"={cap}); retry after {config.limits.retry_after_s} s",
-                        "field": None,
-                    },
-                    status_code=503,
-                    headers={"Retry-After": str(config.limits.retry_after_s)},
-                )
+                return busy(f"{in_flight['samples']} samples are being scored (limits.max_in_flight_samples={cap})")
+            client = request.client.host if request.client else "?"
+            client_cap = config.limits.max_requests_per_client
+            if client_cap and per_client.get(client, 0) >= client_cap:
+                code = 503
+                return busy(f"{client} has {client_cap} requests in flight (limits.max_requests_per_client)")
             in_flight["samples"] += n
+            per_client[client] = per_client.get(client, 0) + 1
             metrics.in_flight_samples.set(in_flight["samples"])
             try:
                 result = await scorer.score(reward_request)
             finally:
                 in_flight["samples"] -= n
+                per_client[client] -= 1
+                if not per_client[client]:
+                    del per_client[client]
                 metrics.in_flight_samples.set(in_flight["samples"])
             return JSONResponse(result)
         except Exception:

@@ -124,6 +124,12 @@ class LimitSettings(_Strict):
         "Retry-After (the trainer's client waits and resends); one request alone is always taken; 0: no cap",
     )
     retry_after_s: int = Field(1, ge=1, description="the Retry-After of a 503 (seconds)")
+    max_requests_per_client: int = Field(
+        1024,
+        ge=0,
+        description="requests in flight from one client address; beyond it 503 + Retry-After (OpenRLHF's client "
+        "retries 5 times, 1 s apart; ours waits); 0: no cap",
+    )
 
 
 class PoolSettings(_Strict):

@@ -21,7 +21,7 @@ recipes:
   fmt:
     components:
       - {fn: format}
-limits: {max_in_flight_samples: 6, retry_after_s: 1}
+limits: {max_in_flight_samples: 6, retry_after_s: 1, max_requests_per_client: 2}
 pool: {workers: 1}
 wordnet: {enabled: false}
 """
@@ -91,6 +91,17 @@ def test_busy_server_answers_503_with_retry_after_and_the_client_waits():
         t.join()
         assert result.rewards == [1.0] * 8 and waited >= 1.0
         metrics = httpx.get(f"{base}/metrics", timeout=10).text
+        # one client with 2 requests in flight already: its third waits (the samples would fit)
+        threads = [threading.Thread(target=lambda: httpx.post(f"{base}/get_reward", json=body(1), timeout=30))]
+        threads.append(threading.Thread(target=lambda: httpx.post(f"{base}/get_reward", json=body(1), timeout=30)))
+        for thread_ in threads:
+            thread_.start()
+        time.sleep(0.5)
+        third = httpx.post(f"{base}/get_reward", json=body(1), timeout=30)
+        assert third.status_code == 503 and "max_requests_per_client" in third.json()["detail"]
+        for thread_ in threads:
+            thread_.join()
+        assert httpx.post(f"{base}/get_reward", json=body(1), timeout=30).status_code == 200
         rejected = next(line for line in metrics.splitlines() if line.startswith("remote_rm_busy_rejections_total"))
         assert float(rejected.split()[1]) >= 2  # ours above, and at least one the client waited out
     finally:
