@@ -10,6 +10,9 @@ a worker starts it, so time spent waiting behind other calls never counts agains
   worker again raises :class:`PoolCrashed` and costs only itself.
 - A caller that gives up (its request was cancelled) leaves the call to finish: cancelling it would kill a
   worker for nothing.
+- A worker killed from outside at the wrong moment (holding the pool's task channel) can break pebble's pool
+  as a whole ("Unexpected error within the Pool", or "All workers expired" when fresh workers are killed while
+  they start; found by bench/reward_soak.py): then the whole pool is replaced and the call retried.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 log = logging.getLogger("remote_rm.pool")
@@ -51,6 +55,8 @@ class WorkerPool:
         self.initargs = initargs
         self.attempts = attempts
         self.restarts = 0  # workers replaced after a timeout or a crash
+        self.pool_replacements = 0  # whole pools replaced after pebble's pool broke
+        self._generation = 0
         self._pool = None
         self._retry_lock: asyncio.Lock | None = None
         self._closed = False
@@ -76,7 +82,27 @@ class WorkerPool:
         assert self._pool is not None
         future = self._pool.schedule(fn, args=args, timeout=timeout)
         # shield: a cancelled caller does not cancel the call (pebble would kill the worker running it)
-        return await asyncio.shield(asyncio.wrap_future(future))
+        waiting = asyncio.shield(asyncio.wrap_future(future))
+        if timeout is None:
+            return await waiting
+        # pebble enforces ``timeout``; this outer bound only catches a pool that broke with the call in it
+        return await asyncio.wait_for(waiting, 2 * timeout + 30)
+
+    def _broken(self) -> bool:
+        return self._pool is not None and not self._pool.active
+
+    def _replace_pool(self, generation: int, reason: str) -> None:
+        """Stop the pool of ``generation`` and start a fresh one (once per generation)."""
+        if generation != self._generation or self._closed:
+            return
+        old, self._pool = self._pool, None
+        self._generation += 1
+        self.restarts += 1
+        self.pool_replacements += 1
+        log.warning("pool %s: replacing the whole pool (%s)", self.name, reason)
+        if old is not None:
+            old.stop()  # not joined: its manager threads end on their own
+        self.start()
 
     async def run(self, fn: Callable[..., Any], *args: Any, timeout: float) -> Any:
         """``fn(*args)`` in a worker; raises :class:`PoolTimeout` or :class:`PoolCrashed`."""
@@ -89,11 +115,19 @@ class WorkerPool:
             self._retry_lock = asyncio.Lock()
         name = getattr(fn, "__name__", repr(fn))
         for attempt in range(1, self.attempts + 1):
+            generation = self._generation
             try:
                 if attempt == 1:
                     return await self._schedule(fn, args, timeout)
                 async with self._retry_lock:  # retries run one at a time: a crasher dies alone
                     return await self._schedule(fn, args, timeout)
+            except (RuntimeError, asyncio.TimeoutError, BrokenProcessPool) as exc:
+                if self._closed:
+                    raise PoolCrashed(f"pool {self.name} is closed") from None
+                pool_error = isinstance(exc, (BrokenProcessPool, asyncio.TimeoutError)) or self._broken()
+                if not pool_error:
+                    raise  # the function's own RuntimeError
+                self._replace_pool(generation, f"pebble's pool broke: {exc or type(exc).__name__}")
             except FutureTimeout:
                 self.restarts += 1
                 log.warning("pool %s: a call to %s ran over %g s; its worker was replaced", self.name, name, timeout)

@@ -4,7 +4,8 @@ It stands in for the hosted LLM judge (the only thing that cannot run here). The
 the behaviour: JUDGE_AGREE -> "1", JUDGE_DISAGREE -> "0", JUDGE_GARBAGE -> no digit,
 JUDGE_DOWN -> HTTP 500, JUDGE_SLOW -> answers after ``slow_s`` seconds, JUDGE_FLAKY_<id> -> HTTP 500
 the first time that id is seen, then "1"; JUDGE_NAIVE -> the digit of the first "Output: <digit>" in the
-prompt (a judge fooled by a verdict written into the text it judges). GET /stats reports calls and the
+prompt (a judge fooled by a verdict written into the text it judges); JUDGE_SOAK -> ``soak_s`` seconds, then
+HTTP 500 on every second such call (the soak benchmark's failing judge). GET /stats reports calls and the
 peak concurrency.
 """
 
@@ -27,7 +28,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def make_app(slow_s: float = 3.0) -> FastAPI:
+def make_app(slow_s: float = 3.0, soak_s: float = 0.2) -> FastAPI:
     app = FastAPI()
     state = {"calls": 0, "in_flight": 0, "peak": 0, "flaky_seen": set(), "models_calls": 0}
 
@@ -47,6 +48,11 @@ def make_app(slow_s: float = 3.0) -> FastAPI:
         state["peak"] = max(state["peak"], state["in_flight"])
         try:
             await asyncio.sleep(0.02)  # long enough for concurrent calls to overlap
+            if "JUDGE_SOAK" in prompt:  # slow, and every second call fails (bench/reward_soak.py)
+                state["soak_calls"] = state.get("soak_calls", 0) + 1
+                await asyncio.sleep(soak_s)
+                if state["soak_calls"] % 2:
+                    return JSONResponse({"error": {"message": "scripted soak failure", "type": "server_error"}}, 500)
             if "JUDGE_DOWN" in prompt:
                 return JSONResponse({"error": {"message": "scripted failure", "type": "server_error"}}, 500)
             flaky = re.search(r"JUDGE_FLAKY_(\w+)", prompt)
@@ -90,10 +96,10 @@ def make_app(slow_s: float = 3.0) -> FastAPI:
 class FakeOpenAIServer:
     """The fake judge in a background thread: ``base_url`` is its ``/v1`` root."""
 
-    def __init__(self, slow_s: float = 3.0) -> None:
+    def __init__(self, slow_s: float = 3.0, soak_s: float = 0.2) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        config = uvicorn.Config(make_app(slow_s), host="127.0.0.1", port=self.port, log_level="warning")
+        config = uvicorn.Config(make_app(slow_s, soak_s), host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

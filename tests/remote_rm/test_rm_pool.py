@@ -85,6 +85,36 @@ def test_a_timeout_replaces_only_the_hung_worker_and_queue_wait_is_not_counted()
     asyncio.run(scenario())
 
 
+def test_workers_killed_from_outside_cost_no_call():
+    """SIGKILL from outside, idle or busy, repeatedly (bench/reward_soak.py found that this can break pebble's
+    pool as a whole): every call still returns its own result."""
+    import signal
+
+    import psutil
+
+    async def scenario():
+        pool = WorkerPool("t", 2)
+        try:
+            await pool.warm_up(os.getpid)
+            for round_ in range(6):
+                workers = []
+                for proc in psutil.Process().children(recursive=True):
+                    try:
+                        if proc.status() != psutil.STATUS_ZOMBIE and any("spawn_main" in x for x in proc.cmdline()):
+                            workers.append(proc)
+                    except psutil.Error:
+                        continue
+                assert workers
+                calls = [pool.run(double, round_ * 10 + k, timeout=60) for k in range(4)]
+                workers[round_ % len(workers)].send_signal(signal.SIGKILL)
+                assert await asyncio.gather(*calls) == [2 * (round_ * 10 + k) for k in range(4)]
+            assert pool.restarts >= 1
+        finally:
+            pool.close()
+
+    asyncio.run(scenario())
+
+
 def slow_length(response: str, label, **kw) -> float:
     """A custom pool component: the response length, except that "HANG" blocks its worker."""
     if "HANG" in response:
