@@ -36,6 +36,10 @@ class PoolCrashed(Exception):
     """A call's worker process died, on every attempt."""
 
 
+class _PoolWedged(Exception):
+    """The pool gave no answer long after the call's own deadline: it broke with the call in it."""
+
+
 class WorkerPool:
     """``size`` worker processes running ``initializer(*initargs)`` once each; see the module docstring."""
 
@@ -82,11 +86,15 @@ class WorkerPool:
         assert self._pool is not None
         future = self._pool.schedule(fn, args=args, timeout=timeout)
         # shield: a cancelled caller does not cancel the call (pebble would kill the worker running it)
-        waiting = asyncio.shield(asyncio.wrap_future(future))
+        waiting = asyncio.wrap_future(future)
         if timeout is None:
-            return await waiting
-        # pebble enforces ``timeout``; this outer bound only catches a pool that broke with the call in it
-        return await asyncio.wait_for(waiting, 2 * timeout + 30)
+            return await asyncio.shield(waiting)
+        # pebble enforces ``timeout`` (its TimeoutError); this outer bound only catches a pool that broke with the
+        # call in it, and says so with its own exception (in Python 3.11 both timeouts are the same class)
+        done, _ = await asyncio.wait({waiting}, timeout=2 * timeout + 30)
+        if not done:
+            raise _PoolWedged(f"no answer from the pool in {2 * timeout + 30:g} s")
+        return waiting.result()
 
     def _broken(self) -> bool:
         return self._pool is not None and not self._pool.active
@@ -121,17 +129,16 @@ class WorkerPool:
                     return await self._schedule(fn, args, timeout)
                 async with self._retry_lock:  # retries run one at a time: a crasher dies alone
                     return await self._schedule(fn, args, timeout)
-            except (RuntimeError, asyncio.TimeoutError, BrokenProcessPool) as exc:
-                if self._closed:
-                    raise PoolCrashed(f"pool {self.name} is closed") from None
-                pool_error = isinstance(exc, (BrokenProcessPool, asyncio.TimeoutError)) or self._broken()
-                if not pool_error:
-                    raise  # the function's own RuntimeError
-                self._replace_pool(generation, f"pebble's pool broke: {exc or type(exc).__name__}")
             except FutureTimeout:
                 self.restarts += 1
                 log.warning("pool %s: a call to %s ran over %g s; its worker was replaced", self.name, name, timeout)
                 raise PoolTimeout(f"{name} ran over {timeout:g} s") from None
+            except (_PoolWedged, BrokenProcessPool, RuntimeError) as exc:
+                if self._closed:
+                    raise PoolCrashed(f"pool {self.name} is closed") from None
+                if isinstance(exc, RuntimeError) and not isinstance(exc, BrokenProcessPool) and not self._broken():
+                    raise  # the function's own RuntimeError
+                self._replace_pool(generation, f"pebble's pool broke: {exc or type(exc).__name__}")
             except ProcessExpired as exc:
                 self.restarts += 1
                 log.warning(
