@@ -75,6 +75,16 @@ class Flag:
         return self.action not in ("store_true", "store_false")
 
 
+def wheel_function(path: str, name: str, prelude: str = "") -> Any:
+    """The top-level function ``name`` of the wheel's ``path``, executed as written after ``prelude`` (its
+    imports), without importing the rest of the module (its package name is this project's)."""
+    source = wheel_source(path)
+    node = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == name)
+    namespace: dict[str, Any] = {}
+    exec(compile(prelude + "\n" + ast.get_source_segment(source, node), f"{path} (OpenRLHF wheel)", "exec"), namespace)
+    return namespace[name]
+
+
 def _value(node: ast.AST, env: dict[str, Any]) -> Any:
     """A literal (or a literal computed from the loop variable), else UNKNOWN."""
     if isinstance(node, ast.Constant):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import sys
 import types
 from pathlib import Path
@@ -13,7 +12,7 @@ import torch
 from openrlhf.algorithms import stop_properly_penalty
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from openrlhf_wheel import wheel_source  # noqa: E402
+from openrlhf_wheel import wheel_function  # noqa: E402
 
 REWARDS = torch.tensor([1.0, 0.5, -0.2, 0.8, 0.0])
 CUT = torch.tensor([True, False, True, False, True])
@@ -37,13 +36,9 @@ def test_a_coefficient_above_one_is_refused():
 
 @pytest.fixture(scope="module")
 def openrlhf_apply_stop_properly_penalty():
-    source = wheel_source("openrlhf/trainer/ppo_utils/length_penalty.py")
-    fn = next(
-        n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == "apply_stop_properly_penalty"
+    return wheel_function(
+        "openrlhf/trainer/ppo_utils/length_penalty.py", "apply_stop_properly_penalty", "from typing import List"
     )
-    module = types.ModuleType("openrlhf_wheel_length_penalty")
-    exec("from typing import List\n" + ast.get_source_segment(source, fn), module.__dict__)
-    return module.apply_stop_properly_penalty
 
 
 @pytest.mark.contract

@@ -9,7 +9,6 @@ mask mode; seq-mask-tis = sequence level, mask mode; the band is is_correction_t
 
 from __future__ import annotations
 
-import ast
 import sys
 import types
 from pathlib import Path
@@ -21,7 +20,7 @@ from openrlhf.algorithms import compute_policy_loss
 from openrlhf.config import AlgoConfig, ClipConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from openrlhf_wheel import wheel_source  # noqa: E402
+from openrlhf_wheel import wheel_function, wheel_source  # noqa: E402
 
 MODES_0_11_2 = {"tis": ("token", "clip"), "icepop": ("token", "mask"), "seq-mask-tis": ("seq", "mask")}
 BAND = (0.5, 2.0)
@@ -29,17 +28,12 @@ BAND = (0.5, 2.0)
 
 @pytest.fixture(scope="module")
 def openrlhf_policy_loss():
-    utils_src = wheel_source("openrlhf/models/utils.py")
-    fn = next(
-        node for node in ast.parse(utils_src).body if isinstance(node, ast.FunctionDef) and node.name == "masked_mean"
-    )
-    utils = types.ModuleType("openrlhf_wheel_models_utils")
-    exec("import torch\nfrom typing import Optional\n" + ast.get_source_segment(utils_src, fn), utils.__dict__)
+    masked_mean = wheel_function("openrlhf/models/utils.py", "masked_mean", "import torch\nfrom typing import Optional")
     loss_src = wheel_source("openrlhf/models/loss.py").replace(
         "from .utils import masked_mean", "masked_mean = _masked_mean"
     )
     module = types.ModuleType("openrlhf_wheel_models_loss")
-    module.__dict__["_masked_mean"] = utils.masked_mean
+    module.__dict__["_masked_mean"] = masked_mean
     exec(compile(loss_src, "openrlhf/models/loss.py (OpenRLHF 0.11.2 wheel)", "exec"), module.__dict__)
     return module.PolicyLoss
 
