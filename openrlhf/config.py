@@ -282,6 +282,12 @@ class RewardConfig(Section):
     concurrency: int = Field(8, ge=1)
     batch_size: int = Field(64, ge=1, description="samples per HTTP request")
     token_env: str = Field("", description="environment variable holding a bearer token")
+    busy_wait: float = Field(
+        600.0,
+        ge=0.0,
+        description="seconds per request spent waiting out a busy server's 503 + Retry-After (back-pressure; "
+        "not counted as a failed try)",
+    )
     stop_properly_penalty_coef: float | None = Field(
         None,
         description="responses cut at max_new_tokens: c in [0, 1] scales their reward by c, c < 0 replaces it "
@@ -474,6 +480,12 @@ class DemoConfig(Section):
         "sums", description="sums: chained single-digit sums (text); arithmetic: word problems; shapes: images"
     )
     work_dir: str = "outputs/demo"
+    model: Literal["tiny", "smollm2-135m-instruct"] = Field(
+        "tiny",
+        description="tiny: a tiny model built offline; smollm2-135m-instruct: the real pretrained model, fetched "
+        "and converted once into work_dir (openrlhf-models get)",
+    )
+    sft: bool = Field(True, description="SFT warm start on the generated targets before GRPO (off for a real model)")
     num_train: int = Field(2000, ge=1)
     num_heldout: int = Field(200, ge=1)
     difficulty: int = Field(1, ge=1, le=4, description="arithmetic difficulty level of the generated task")
@@ -504,6 +516,8 @@ class DemoConfig(Section):
     def _check_terms(self) -> DemoConfig:
         if self.min_terms > self.max_terms:
             raise ValueError(f"demo.min_terms ({self.min_terms}) must not exceed demo.max_terms ({self.max_terms})")
+        if self.model != "tiny" and self.task == "shapes":
+            raise ValueError(f"demo.model {self.model!r} is a text model: use demo.task sums or arithmetic")
         return self
 
 

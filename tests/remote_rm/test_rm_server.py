@@ -185,3 +185,31 @@ def test_empty_batch_and_metrics(server):
     text = httpx.get(f"{server.base_url}/metrics", timeout=10).text
     assert 'remote_rm_requests_total{code="200"}' in text and 'remote_rm_requests_total{code="422"}' in text
     assert "remote_rm_request_latency_seconds_bucket" in text and "remote_rm_judge_calls_total" in text
+
+
+def test_idle_keep_alive_connection_outlives_the_clients_own_expiry(server):
+    """A connection idle for 6 s (past httpx's 5 s keep-alive expiry, uvicorn's old default) still serves the next
+    request: clients close idle connections before the server does, so none sends on a connection the server is
+    closing at that moment (that race lost 1 of 100,000 requests in bench/reward_soak.py)."""
+    import socket
+
+    body = json.dumps({"query": ["<answer>4</answer>"], "prompts": [""], "labels": ["4"]}).encode()
+    request = (
+        f"POST /get_reward HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+    def exchange(sock: socket.socket) -> bytes:
+        sock.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                return data  # closed by the server
+            data += chunk
+        return data
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        assert exchange(sock).startswith(b"HTTP/1.1 200")
+        time.sleep(6)
+        assert exchange(sock).startswith(b"HTTP/1.1 200")  # the same connection, still open

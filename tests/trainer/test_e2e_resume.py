@@ -1,10 +1,21 @@
-"""Resume from a checkpoint gives the same next step as the uninterrupted run (CPU, same seed)."""
+"""Resume from a checkpoint gives the same next step as the uninterrupted run (CPU, same seed); a kill -9 and
+resume logs every step once and leaves nothing of the killed run behind."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 from safetensors.torch import load_file
+
+from openrlhf.trainer.local_cluster import end_leftovers_of_dead_runs, session_processes
 
 from .helpers import read_metrics, run_training, small_run_args, with_reward_func
 
@@ -51,3 +62,64 @@ def test_resumed_step_equals_the_uninterrupted_step(ray_cluster, task, tmp_path)
     assert a.keys() == b.keys()
     for name in a:
         assert (a[name] == b[name]).all(), f"final weights differ at {name}"
+
+
+def test_kill_9_then_resume_logs_each_step_once_and_ends_the_killed_runs_processes(task, tmp_path):
+    """The driver is SIGKILLed mid-run; ``--ckpt.load_enable`` resumes from its last checkpoint: metrics.jsonl has
+    exactly one row per step (the killed run's rows up to the checkpoint, the rest logged again once), and no
+    process of the killed run's Ray survives the resumed run."""
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rk", dir="/tmp"))  # short: Ray's socket paths have a length limit
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "OMP_NUM_THREADS": "1"}
+    env.pop("RAY_ADDRESS", None)
+    out = tmp_path / "run"
+    args = small_run_args(task, out, *with_reward_func(task), "--ckpt.interval", "1", "--ckpt.keep", "2", steps=4)
+    command = [sys.executable, "-m", "openrlhf.cli.train", *args]
+    try:
+        log = (tmp_path / "killed.log").open("w")
+        first = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 400
+            while time.monotonic() < deadline and first.poll() is None:
+                if (out / "metrics.jsonl").is_file() and len(read_metrics_tolerant(out)) >= 3:
+                    break
+                time.sleep(0.2)
+            assert first.poll() is None, (
+                f"the first run ended before it was killed: {(tmp_path / 'killed.log').read_text()[-3000:]}"
+            )
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=30)
+        finally:
+            if first.poll() is None:
+                first.kill()
+            log.close()
+        killed_rows = read_metrics_tolerant(out)
+        assert [r["step"] for r in killed_rows][:3] == [1, 2, 3]
+        sessions = [p.parent for p in (ray_tmp / "ray").glob("session_2*/openrlhf_driver.json")]
+        assert len(sessions) == 1, sessions
+        killed_session = sessions[0]
+        time.sleep(3)  # Ray's reaper ends what it can; its agents outlive the driver
+        assert session_processes(killed_session), "nothing of the killed run survived: this test checks nothing"
+
+        resumed = subprocess.run(
+            [*command, "--ckpt.load_enable", "true"], env=env, capture_output=True, text=True, timeout=600
+        )
+        assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+        assert "resum" in (resumed.stdout + resumed.stderr).lower()
+        steps = [r["step"] for r in read_metrics(out)]
+        assert steps == [1, 2, 3, 4], steps  # each step exactly once, none lost
+        assert session_processes(killed_session) == []  # the resumed run ended the killed run's leftovers
+        assert (killed_session / "openrlhf_driver.ended.json").is_file()
+    finally:
+        end_leftovers_of_dead_runs(ray_tmp / "ray")  # whatever the outcome, nothing of this test stays
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def read_metrics_tolerant(out_dir: Path) -> list[dict]:
+    """metrics.jsonl as a killed run left it: a torn last line is skipped."""
+    rows = []
+    for line in (out_dir / "metrics.jsonl").read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows

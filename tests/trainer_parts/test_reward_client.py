@@ -124,9 +124,11 @@ def test_503_with_retry_after_is_waited_out_without_using_a_retry(server):
 
 
 def test_a_server_busy_past_the_wait_budget_is_a_failure(server):
+    """reward.busy_wait (the config key) bounds the waiting."""
     server.behaviour.fail_next = 100
     server.behaviour.retry_after = "0.2"
-    with client_for(server.url, retries=0, busy_wait=0.5) as client, pytest.raises(RewardServiceError) as err:
+    cfg = RewardConfig(remote_url=[server.url], retries=0, busy_wait=0.5)
+    with RemoteRewardClient.from_config(cfg) as client, pytest.raises(RewardServiceError) as err:
         client.score(*make_batch(2))
     assert "HTTP 503" in str(err.value) and len(server.behaviour.requests) == 3  # 2 waits of 0.2 s, then no more
 
