@@ -1,7 +1,8 @@
 # The trainer for GPU nodes: CUDA PyTorch base, the project with its `gpu` extra (vLLM, flash-attn) and Ray.
 #   docker build -f docker/trainer.Dockerfile -t openrlhf-r1-trainer .
 #   docker run --gpus all --shm-size 16g --rm openrlhf-r1-trainer openrlhf-train --config configs/grpo.yaml ...
-# Not built here (no Docker engine on the development machines); linted with hadolint in the suite.
+# Not built here (NVIDIA's base image cannot be had on the development machines); linted with hadolint in the suite.
+# docker/trainer-cpu.Dockerfile is the same code without CUDA, built and run here (scripts/build_images.sh).
 FROM pytorch/pytorch:2.9.1-cuda12.8-cudnn9-devel
 
 # hadolint ignore=DL3008

@@ -83,18 +83,26 @@ class WorkerPool:
         return list(await asyncio.wait_for(asyncio.gather(*calls), timeout))
 
     async def _schedule(self, fn: Callable[..., Any], args: tuple, timeout: float | None) -> Any:
-        assert self._pool is not None
-        future = self._pool.schedule(fn, args=args, timeout=timeout)
+        pool = self._pool
+        assert pool is not None
+        future = pool.schedule(fn, args=args, timeout=timeout)
         # shield: a cancelled caller does not cancel the call (pebble would kill the worker running it)
         waiting = asyncio.wrap_future(future)
         if timeout is None:
             return await asyncio.shield(waiting)
-        # pebble enforces ``timeout`` (its TimeoutError); this outer bound only catches a pool that broke with the
-        # call in it, and says so with its own exception (in Python 3.11 both timeouts are the same class)
-        done, _ = await asyncio.wait({waiting}, timeout=2 * timeout + 30)
-        if not done:
-            raise _PoolWedged(f"no answer from the pool in {2 * timeout + 30:g} s")
-        return waiting.result()
+        # pebble enforces ``timeout`` (its TimeoutError). A pool that stopped with the call in it (a loop thread
+        # died, or another call replaced it) never answers: checked every second, and bounded in any case; said
+        # with its own exception (in Python 3.11 both timeouts are the same class).
+        loop = asyncio.get_running_loop()
+        bound = loop.time() + 2 * timeout + 30
+        while True:
+            done, _ = await asyncio.wait({waiting}, timeout=min(1.0, max(0.0, bound - loop.time())))
+            if done:
+                return waiting.result()
+            if not pool.active:
+                raise _PoolWedged("the pool stopped with the call in it")
+            if loop.time() >= bound:
+                raise _PoolWedged(f"no answer from the pool in {2 * timeout + 30:g} s")
 
     def _broken(self) -> bool:
         return self._pool is not None and not self._pool.active
