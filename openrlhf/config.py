@@ -94,6 +94,11 @@ class DataConfig(Section):
     sampling_strategy: str = Field("all", description="all | first:N | end:N | random:N | random:P%")
     on_invalid: Literal["error", "skip"] = "error"
     system_prompt: str = ""
+    few_shot: list[dict[str, str]] = Field(
+        default_factory=list,
+        description="example turns before every prompt's messages: [{role: user, content: ...}, {role: assistant, "
+        "content: ...}, ...]",
+    )
     task_suffix: str = ""
     prompt_max_len: int = Field(1024, ge=1)
     min_pixels: int = Field(3136, ge=1)
@@ -102,6 +107,16 @@ class DataConfig(Section):
         0, ge=0, description="rows with more images are invalid (data.on_invalid); vLLM's image limit; 0: 8"
     )
     shuffle: bool = True
+
+    @field_validator("few_shot")
+    @classmethod
+    def _check_few_shot(cls, turns: list[dict[str, str]]) -> list[dict[str, str]]:
+        for i, turn in enumerate(turns):
+            if set(turn) != {"role", "content"} or turn["role"] not in ("user", "assistant"):
+                raise ValueError(f"data.few_shot[{i}]: give {{role: user|assistant, content: TEXT}}, got {turn}")
+        if turns and (turns[0]["role"] != "user" or turns[-1]["role"] != "assistant"):
+            raise ValueError("data.few_shot: the example turns start with a user turn and end with an assistant turn")
+        return turns
 
     @field_validator("sampling_strategy")
     @classmethod

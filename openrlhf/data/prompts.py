@@ -3,7 +3,11 @@
 prompt_messages(sample, data_cfg):
   1. ``data.system_prompt`` becomes a leading system message, unless the row brings its own system message
      (a row's own system message is data and wins).
-  2. ``data.task_suffix`` is appended to the text of the last user message (to its last text part when the
+  2. ``data.few_shot`` example turns (user / assistant pairs, as chat messages) go before the row's own
+     messages, after any system message: small instruct models follow a format shown in earlier turns far
+     more often than one described in the system prompt (SmolLM2-135M: tags in 11 of 16 greedy answers, against
+     0 of 16 with the same example in the system prompt or the user message).
+  3. ``data.task_suffix`` is appended to the text of the last user message (to its last text part when the
      content is a list of parts; a text part is added at the end when it has none). A suffix that starts with whitespace is
      appended as it is, otherwise it is joined with one space. ``task_suffix: r1`` names the standard R1
      instruction R1_THINK_ANSWER_SUFFIX.
@@ -61,6 +65,10 @@ def append_suffix(messages: list[dict[str, Any]], suffix: str) -> None:
 def prompt_messages(sample: Sample, data_cfg: Any) -> list[dict[str, Any]]:
     """The sample's messages with the system prompt and task suffix of ``data_cfg`` (a deep copy)."""
     messages = copy.deepcopy(sample.messages)
+    few_shot = [dict(turn) for turn in getattr(data_cfg, "few_shot", None) or []]
+    if few_shot:
+        at = 1 if messages and messages[0]["role"] == "system" else 0
+        messages[at:at] = few_shot
     if data_cfg.system_prompt and not any(m["role"] == "system" for m in messages):
         messages.insert(0, {"role": "system", "content": data_cfg.system_prompt})
     append_suffix(messages, resolve_task_suffix(data_cfg.task_suffix))

