@@ -330,7 +330,7 @@ def test_extra_logs_shapes_in_process(shape, keys):
         expected.add("repetition_penalty")
     if shape == "mean":
         expected |= {"judge_calls", "judge_failures", "math_timeouts", "math_errors", "component_errors"}
-        expected |= {"scoring_timeouts", "judge_skipped"}
+        expected |= {"scoring_timeouts", "judge_skipped", "deadline_fallbacks"}
         expected.add("truncated_responses")
         assert logs["format"] == 0.5 and logs["reward_mean"] == 0.5
         assert all(isinstance(v, float) for v in logs.values())
