@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,14 @@ def default_config_path(name: str) -> str | None:
 
 # ``--plan-cluster X`` / ``--plan-model-size X`` are spelled-out aliases of ``--plan.cluster`` / ``--plan.model_size``.
 PLAN_ALIASES = {"--plan-cluster": "--plan.cluster", "--plan-model-size": "--plan.model_size"}
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace | int:
+    """``parser.parse_args(argv)``, or the exit code argparse asked for (0 after --help, 2 on a usage error)."""
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else 2
 
 
 def split_plan_args(argv: list[str]) -> tuple[list[str], bool]:

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from openrlhf.cli.common import parse_args
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openrlhf-models", description=__doc__.splitlines()[0])
@@ -32,10 +34,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exc:  # argparse: 0 after --help, 2 on usage errors
-        return int(exc.code) if isinstance(exc.code, int) else 2
+    args = parse_args(_parser(), argv)
+    if isinstance(args, int):
+        return args
     from openrlhf.models.gguf import KNOWN_MODELS, ConversionError, convert_gguf, fetch_known_model
 
     if args.command == "list":

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from openrlhf.cli.common import parse_args
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openrlhf-tiny", description=__doc__.splitlines()[0])
@@ -21,10 +23,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exc:  # argparse: 0 after --help, 2 on usage errors
-        return int(exc.code) if isinstance(exc.code, int) else 2
+    args = parse_args(_parser(), argv)
+    if isinstance(args, int):
+        return args
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         print(f"openrlhf-tiny: --out {out} exists and is not a folder", file=sys.stderr)
