@@ -4,8 +4,11 @@ The checkpoint is ``actor.model_name_or_path``, the dataset ``data.eval_paths`` 
 reads; each row's task picks its metric, see :mod:`openrlhf.eval.metrics`). Prompts are built exactly as in
 training (:class:`openrlhf.trainer.experience_maker.PromptEncoder`: chat template, ``data.system_prompt``,
 ``data.task_suffix``, min/max pixels), so a box label carries ``image_size`` and ``input_size``. Generation
-uses ``rollout.backend`` (vLLM when CUDA and vLLM are there, else the HF engine), greedy, up to
-``rollout.max_new_tokens`` tokens.
+uses ``rollout.backend`` (vLLM when CUDA and vLLM are there, else the HF engine), up to
+``rollout.max_new_tokens`` tokens, sampled as training's held-out evaluation is (``eval.temperature``,
+``eval.n_samples_per_prompt``: greedy with one answer per prompt by default). With n answers per prompt,
+``accuracy`` is the mean over every answer (pass@1 estimated from n samples) and ``pass{n}`` the share of prompts
+with at least one correct answer.
 
 Writes ``<train.output_dir>/eval_report.json`` (summary) and ``eval_outputs.json`` (every answer, in
 VLM-R1's log format, so ``openrlhf-eval --from-outputs`` re-scores it).
@@ -68,9 +71,11 @@ def _question(sample) -> str:
 
 
 def evaluate_checkpoint(cfg: Config, *, box: str = "last", iou_threshold: float = IOU_THRESHOLD) -> dict[str, Any]:
-    """Generate greedy answers for ``data.eval_paths`` with ``actor.model_name_or_path``; score and write them."""
+    """Answers to ``data.eval_paths`` from ``actor.model_name_or_path`` (greedy unless ``eval.*`` asks for
+    samples); score and write them."""
     from openrlhf.data import load_samples
-    from openrlhf.trainer.experience_maker import PromptEncoder, sampling_params
+    from openrlhf.trainer.evaluation import eval_sampling_params
+    from openrlhf.trainer.experience_maker import PromptEncoder
 
     if not cfg.actor.model_name_or_path:
         raise ValueError("actor.model_name_or_path is empty: give the checkpoint folder to evaluate")
@@ -88,28 +93,37 @@ def evaluate_checkpoint(cfg: Config, *, box: str = "last", iou_threshold: float 
     encoder = PromptEncoder(cfg)
     prompts = [encoder.encode(s) for s in samples]
     engine = make_engine(cfg)
-    outputs = engine.generate([p.request for p in prompts], sampling_params(cfg, cfg.train.seed, greedy=True))
+    params = eval_sampling_params(cfg, cfg.train.seed)
+    outputs = engine.generate([p.request for p in prompts], params)
     gen_seconds = time.perf_counter() - t0
-    rows = []
+    rows, groups = [], []
     for prompt, outs in zip(prompts, outputs, strict=True):
         sample = prompt.sample
-        row = EvalRow(
-            task=sample.task,
-            question=_question(sample),
-            ground_truth=sample.label,
-            model_output=outs[0].text,
-            where=sample.where,
-            image_size=sample.label_fields.get("image_size"),
-            input_size=sample.label_fields.get("input_size"),
-        )
-        score_row(row, box=box, iou_threshold=iou_threshold)
-        rows.append(row)
+        group = []
+        for out in outs:
+            row = EvalRow(
+                task=sample.task,
+                question=_question(sample),
+                ground_truth=sample.label,
+                model_output=out.text,
+                where=sample.where,
+                image_size=sample.label_fields.get("image_size"),
+                input_size=sample.label_fields.get("input_size"),
+            )
+            score_row(row, box=box, iou_threshold=iou_threshold)
+            group.append(row)
+        rows.extend(group)
+        groups.append(group)
+    sampling = {"temperature": params.temperature, "n_samples_per_prompt": params.n}
+    if params.n > 1:
+        sampling[f"pass{params.n}"] = sum(any(r.scores["correct"] for r in g) for g in groups) / max(1, len(groups))
     report: dict[str, Any] = {
         "checkpoint": cfg.actor.model_name_or_path,
         "datasets": list(cfg.data.eval_paths),
         "box": box,
         "iou_threshold": iou_threshold,
         **summarize_rows(rows),
+        **sampling,
         "seconds": time.perf_counter() - t0,
         "generation_seconds": gen_seconds,
     }

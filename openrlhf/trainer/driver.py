@@ -35,7 +35,8 @@ class TrainingStopped(RuntimeError):
     """The run stopped early for a reason it names; a checkpoint of the last good step was saved."""
 
 
-def _mean(values) -> float:
+def _nanmean(values) -> float:
+    """The mean of the values that are not NaN (a worker or component that reported none); NaN if none are."""
     values = [float(v) for v in values if v == v]
     return sum(values) / len(values) if values else float("nan")
 
@@ -226,7 +227,7 @@ class RLTrainer:
         metrics["reward/mean"] = float(rewards.mean())
         metrics["reward/std"] = float(rewards.std()) if rewards.numel() > 1 else 0.0
         for name, values in rollout.components.items():
-            metrics[f"reward/{name}"] = _mean(values)
+            metrics[f"reward/{name}"] = _nanmean(values)
         for name, value in rollout.extra_logs.items():
             if name not in rollout.components:  # batch means of components are logged above already
                 metrics[f"reward_log/{name}"] = float(value)
@@ -277,7 +278,7 @@ class RLTrainer:
         )
         timings["train"] = time.perf_counter() - t
         for key in results[0]:
-            metrics[f"policy/{key}"] = _mean([r.get(key, float("nan")) for r in results])
+            metrics[f"policy/{key}"] = _nanmean([r.get(key, float("nan")) for r in results])
         if self.reference is not None and "kl/mean" not in metrics and "policy/kl" in metrics:
             metrics["kl/mean"] = metrics["policy/kl"]
 
@@ -468,7 +469,7 @@ class RLTrainer:
                     "checkpoint": str(final_ckpt),
                     "reward_first": self.history[0]["reward/mean"] if self.history else None,
                     "reward_last": self.history[-1]["reward/mean"] if self.history else None,
-                    "mean_step_seconds": _mean(h.get("timing/step", float("nan")) for h in self.history),
+                    "mean_step_seconds": _nanmean(h.get("timing/step", float("nan")) for h in self.history),
                 }
             )
             if self.best.value is not None:

@@ -130,6 +130,17 @@ def test_checkpoint_eval_over_the_shapes_task_round_trips_through_from_outputs(t
     again = score_outputs_file(out / "eval_outputs.json", box="first")
     assert again["accuracy"] == report["accuracy"]
     assert again["tasks"] == report["tasks"]
+    assert report["temperature"] == 0.0 and report["n_samples_per_prompt"] == 1  # greedy by default
+
+    # sampled as training's evaluation is: n answers per prompt, accuracy over all, pass@n over prompts
+    assert main([*argv, "--eval.n_samples_per_prompt", "3", "--train.output_dir", str(tmp_path / "sampled")]) == 0
+    report = json.loads((tmp_path / "sampled" / "eval_report.json").read_text())
+    saved = json.loads((tmp_path / "sampled" / "eval_outputs.json").read_text())["results"]
+    assert report["rows"] == len(saved) == 24 and report["temperature"] == 0.6  # OpenRLHF's sampled default
+    correct = [r["correct"] for r in saved]
+    assert report["accuracy"] == pytest.approx(sum(correct) / 24)
+    assert report["pass3"] == pytest.approx(sum(any(correct[i : i + 3]) for i in range(0, 24, 3)) / 8)
+    assert [r["question"] for r in saved[:3]] == [saved[0]["question"]] * 3
 
 
 def test_checkpoint_eval_errors_are_one_line(tmp_path, capsys):
