@@ -14,6 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
+from openrlhf.data.prompts import r1_reward_judge_prompt
 from openrlhf.data.synthetic import Shape, draw_shapes_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,15 +123,9 @@ datasets:
     sampling_strategy: first:2
 """
 
-R1_JUDGE = (
-    "You are an impartial evaluator. Compare the two responses to the question about the image(s), think inside "
-    "<think> </think> tags, then answer 1 or 2 inside <answer> </answer> tags.\n[Question]: {q}\n"
-    "[Response 1]: {r1}\n[Response 2]: {r2}"
-)
-
 
 def _r1_reward_row(question: str, r1: str, r2: str, images: list[str], answer: str) -> dict:
-    content = [{"type": "text", "text": R1_JUDGE.format(q=question, r1=r1, r2=r2)}]
+    content = [{"type": "text", "text": r1_reward_judge_prompt(question, r1, r2)}]
     content += [{"type": "image", "image": image} for image in images]
     return {"message": json.dumps([{"role": "user", "content": content}]), "question": question, "answer": [answer]}
 

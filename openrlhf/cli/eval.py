@@ -6,6 +6,14 @@ openrlhf-eval --config configs/demo_vlm.yaml --actor.model_name_or_path CKPT --d
     DIR/eval_report.json and DIR/eval_outputs.json (VLM-R1's log format).
 openrlhf-eval --from-outputs FILE [--box last|first] [--task rec] [--out REPORT.json]
     Score saved model outputs ({"results": [{"question", "ground_truth", "model_output"}, ...]}) offline.
+openrlhf-eval --task reward_model --actor.model_name_or_path DIR --data.eval_paths [FILE...] [--voting K] \
+    [--order both|random] [--out RESULT.json]
+    Judge pairwise benchmarks (VL-RewardBench parquet, MM-RLHF-RewardBench jsonl, Multimodal RewardBench json)
+    with a generative reward model in both orders, K samples each: accuracy, Voting@K, position consistency,
+    invalid rate, per source (openrlhf/eval/reward_model.py). Writes RESULT.json and RESULT_outputs.json
+    (default <train.output_dir>/reward_eval_report.json).
+openrlhf-eval --from-outputs RESULT_outputs.json --task reward_model [--out REPORT.json]
+    The same figures from saved reward-model outputs, without a model.
 
 --box: which box of the answer a REC row is judged by; "last" is VLM-R1's evaluation rule.
 """
@@ -29,12 +37,10 @@ def _print_summary(report: dict) -> None:
 
 
 def _from_outputs(argv: list[str]) -> int:
-    from openrlhf.eval.offline import score_outputs_file
-
     parser = argparse.ArgumentParser(prog="openrlhf-eval --from-outputs", description="score saved outputs")
     parser.add_argument("--from-outputs", required=True, metavar="FILE")
     parser.add_argument("--box", choices=["last", "first"], default="last")
-    parser.add_argument("--task", default="rec", help="task of rows that name none (default rec)")
+    parser.add_argument("--task", default="rec", help="task of rows that name none (default rec); reward_model")
     parser.add_argument("--iou-threshold", type=float, default=0.5)
     parser.add_argument("--out", default="", help="write the JSON report here (default: stdout only)")
     try:
@@ -42,13 +48,25 @@ def _from_outputs(argv: list[str]) -> int:
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else 2
     try:
-        report = score_outputs_file(
-            args.from_outputs, box=args.box, iou_threshold=args.iou_threshold, default_task=args.task
-        )
+        if args.task == "reward_model":
+            from openrlhf.eval.reward_model import score_outputs_file as score_reward_outputs
+
+            report = score_reward_outputs(args.from_outputs)
+        else:
+            from openrlhf.eval.offline import score_outputs_file
+
+            report = score_outputs_file(
+                args.from_outputs, box=args.box, iou_threshold=args.iou_threshold, default_task=args.task
+            )
     except (ValueError, FileNotFoundError) as exc:
         print(f"openrlhf-eval: error: {exc}", file=sys.stderr)
         return 1
-    _print_summary(report)
+    if args.task == "reward_model":
+        from openrlhf.eval.reward_model import print_summary
+
+        print_summary(report)
+    else:
+        _print_summary(report)
     if report.get("published_accuracy") is not None:
         print(f"  published accuracy {report['published_accuracy']:.4f}")
     if args.out:
@@ -60,8 +78,8 @@ def _from_outputs(argv: list[str]) -> int:
     return 0
 
 
-def _pop_option(argv: list[str], name: str, choices: tuple[str, ...], default: str) -> tuple[str, list[str]]:
-    """Take ``--name VALUE`` / ``--name=VALUE`` out of argv (options outside the config tree)."""
+def _pop_option(argv: list[str], name: str, choices: tuple[str, ...] | None, default: str) -> tuple[str, list[str]]:
+    """Take ``--name VALUE`` / ``--name=VALUE`` out of argv (options outside the config tree); choices None: any."""
     rest, value, i = [], default, 0
     while i < len(argv):
         arg = argv[i]
@@ -72,15 +90,40 @@ def _pop_option(argv: list[str], name: str, choices: tuple[str, ...], default: s
         else:
             rest.append(arg)
             i += 1
-    if value not in choices:
+    if choices is not None and value not in choices:
         raise ValueError(f"--{name} {value!r}: allowed {', '.join(choices)}")
     return value, rest
+
+
+def _reward_model(argv: list[str]) -> int:
+    """``--task reward_model``: judge pairwise benchmarks with a checkpoint (openrlhf/eval/reward_model.py)."""
+    try:
+        _, rest = _pop_option(argv, "task", ("reward_model",), "reward_model")
+        voting, rest = _pop_option(rest, "voting", None, "1")
+        order, rest = _pop_option(rest, "order", ("both", "random"), "both")
+        out, rest = _pop_option(rest, "out", None, "")
+        if not voting.isdigit() or int(voting) < 1:
+            raise ValueError(f"--voting {voting!r}: must be a whole number >= 1")
+    except ValueError as exc:
+        print(f"openrlhf-eval: {exc}", file=sys.stderr)
+        return 2
+
+    def run(cfg: Config) -> None:
+        from openrlhf.eval.reward_model import evaluate_reward_model, print_summary
+
+        report = evaluate_reward_model(cfg, voting=int(voting), order=order, out=out or None)
+        print_summary(report)
+        print(f"openrlhf-eval: report written to {report['report_path']}, outputs to {report['outputs_path']}")
+
+    return run_with_config("openrlhf-eval", run, rest, description=__doc__)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a == "--from-outputs" or a.startswith("--from-outputs=") for a in argv):
         return _from_outputs(argv)
+    if any(a == "--task" or a.startswith("--task=") for a in argv):
+        return _reward_model(argv)
     try:
         box, rest = _pop_option(argv, "box", ("last", "first"), "last")
     except ValueError as exc:
