@@ -49,11 +49,17 @@ def spin(stop_at: float) -> None:
         pass
 
 
-def measure(model: str, threads: int, steps: int, policy: str | None, busy: bool) -> float:
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+OMP_KNOBS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+DEFAULT_SETTINGS = ("", "OMP_WAIT_POLICY=PASSIVE", "OMP_WAIT_POLICY=ACTIVE", "GOMP_SPINCOUNT=10000")
+
+
+def measure(model: str, threads: int, steps: int, setting: str, busy: bool) -> float:
+    """Median decode step (ms) in a fresh process with ``setting`` ('NAME=VALUE' or '' for libgomp's default)."""
+    env = {k: v for k, v in os.environ.items() if k not in OMP_KNOBS}
     env["OMP_NUM_THREADS"] = str(threads)
-    if policy:
-        env["OMP_WAIT_POLICY"] = policy
+    if setting:
+        name, _, value = setting.partition("=")
+        env[name] = value
     spinner = None
     if busy:
         spinner = multiprocessing.Process(target=spin, args=(time.time() + 600,), daemon=True)
@@ -81,18 +87,23 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=2, help="runs per cell; the median is reported")
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        default=list(DEFAULT_SETTINGS),
+        help="environment settings to compare, NAME=VALUE ('' for libgomp's default)",
+    )
     args = parser.parse_args()
     rows = []
-    for policy in (None, "PASSIVE", "ACTIVE"):
-        alone = statistics.median(
-            measure(args.model, args.threads, args.steps, policy, False) for _ in range(args.repeats)
-        )
-        busy = statistics.median(
-            measure(args.model, args.threads, args.steps, policy, True) for _ in range(args.repeats)
-        )
-        rows.append((policy or "(unset: libgomp default)", alone, busy))
-        print(f"{rows[-1][0]}: alone {alone:.0f} ms, beside a busy process {busy:.0f} ms", flush=True)
-    print(f"\n| OMP_WAIT_POLICY ({args.threads} threads) | decode step alone | beside a busy process | slowdown |")
+    for setting in args.settings:
+        # alternate alone / busy so that drift in the machine's load hits both columns alike
+        alone, busy = [], []
+        for _ in range(args.repeats):
+            alone.append(measure(args.model, args.threads, args.steps, setting, False))
+            busy.append(measure(args.model, args.threads, args.steps, setting, True))
+        rows.append((setting or "(unset: libgomp default)", statistics.median(alone), statistics.median(busy)))
+        print(f"{rows[-1][0]}: alone {rows[-1][1]:.0f} ms, beside a busy process {rows[-1][2]:.0f} ms", flush=True)
+    print(f"\n| OpenMP setting ({args.threads} threads) | decode step alone | beside a busy process | slowdown |")
     print("|---|---|---|---|")
     for name, alone, busy in rows:
         print(f"| {name} | {alone:.0f} ms | {busy:.0f} ms | {busy / alone:.1f}x |")

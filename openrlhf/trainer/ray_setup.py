@@ -13,6 +13,8 @@ PASSED_ENV = (
     "HF_DATASETS_OFFLINE",
     "TOKENIZERS_PARALLELISM",
     "OPENRLHF_FAULT_INJECTION",
+    "OMP_WAIT_POLICY",
+    "GOMP_SPINCOUNT",
 )
 
 
@@ -21,6 +23,12 @@ def worker_env() -> dict[str, str]:
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     # DeepSpeed's CPU accelerator reads these; keep intra-op threads bounded per worker.
     env.setdefault("OMP_NUM_THREADS", "1")
+    # OpenMP threads that wait at a barrier sleep instead of spinning: on a machine whose cores the driver,
+    # the reward server or another worker also use, a spinning thread holds a core the descheduled one needs
+    # (bench/omp_wait_policy.py, SmolLM2 decode step beside one busy process: 227 ms spinning, 106 ms passive;
+    # alone 120 / 113 ms). Set OMP_WAIT_POLICY or GOMP_SPINCOUNT to choose otherwise.
+    if "OMP_WAIT_POLICY" not in env and "GOMP_SPINCOUNT" not in env:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
     return env
 
 

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from openrlhf.cli.models import main as models_main
+from openrlhf.config import LoraConfig
 from openrlhf.data.sample import Sample
-from openrlhf.models.loading import load_model, load_tokenizer
+from openrlhf.models.loading import apply_lora, load_model, load_tokenizer, save_pretrained_all
 from openrlhf.models.logprobs import compute_token_logprobs
 from remote_rm.response import extract_response, make_rule
 
@@ -87,6 +88,37 @@ def test_reward_server_cuts_its_real_responses_out_of_its_real_queries(smol):
         assert response.strip(), "the model wrote nothing"
         assert extract_response(query, prompt, rule).strip() == response.strip()
         assert extract_response(query, "", rule).strip() == response.strip()  # found by ChatML's assistant header
+
+
+def test_lora_on_the_llama_model_exports_merged_with_its_chat_template(smollm2_path, tmp_path):
+    """LoRA on Llama's attention and MLP projections (default and custom targets), merged export that reloads as
+    a plain LlamaForCausalLM with the same log-probs, the tokenizer and the ChatML template kept."""
+    tokenizer = load_tokenizer(smollm2_path)
+    model = apply_lora(
+        load_model(smollm2_path, device="cpu"), LoraConfig(rank=4, alpha=8, target_modules=["q_proj", "up_proj"])
+    )
+    lora = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert lora and all("lora_" in name for name in lora)
+    assert {name.split(".lora_")[0].rsplit(".", 1)[-1] for name in lora} == {"q_proj", "up_proj"}
+    assert len(lora) == 2 * 2 * 30  # A and B, two targets, 30 layers
+    messages = [{"role": "user", "content": "What is 2 + 3?"}, {"role": "assistant", "content": "5"}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    enc = tokenizer(text, return_tensors="pt")
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(0)
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.01)
+        expected, _ = compute_token_logprobs(model, enc.input_ids, enc.attention_mask)
+    out = save_pretrained_all(model, tokenizer, None, tmp_path / "export")
+    reloaded = load_model(out, device="cpu")
+    assert type(reloaded).__name__ == "LlamaForCausalLM"
+    assert not any("lora" in name for name, _ in reloaded.named_parameters())
+    with torch.no_grad():
+        got, _ = compute_token_logprobs(reloaded, enc.input_ids, enc.attention_mask)
+    # the export is stored in the checkpoint's dtype (bf16): a merged weight is rounded once
+    assert (got - expected).abs().max() < 0.05, (got - expected).abs().max()
+    assert load_tokenizer(out).apply_chat_template(messages, tokenize=False) == text
 
 
 def test_convert_gguf_names_a_file_that_is_not_gguf(tmp_path, capsys):

@@ -19,8 +19,24 @@ data:
 """
 
 
+# ZeRO-2 with separate engine and policy; ZeRO-3 with everything on one device (the shards gathered for the weight
+# sync), padding-free packed micro-batches (Llama's rotary positions from per-sample position ids) and micro-batches
+# by token budget
+SETUPS = {
+    "zero2": ["--ds.zero_stage", "2"],
+    "zero3-colocated-packed": [
+        "--ds.zero_stage", "3",
+        "--train.colocate_all", "true",
+        "--ds.packing_samples", "true",
+        "--train.dynamic_batch_enable", "true",
+        "--train.max_tokens_per_gpu", "512",
+    ],
+}  # fmt: skip
+
+
 @pytest.mark.slow
-def test_two_grpo_steps_on_smollm2(ray_cluster, smollm2_path, tmp_path):
+@pytest.mark.parametrize("setup", list(SETUPS))
+def test_two_grpo_steps_on_smollm2(ray_cluster, smollm2_path, tmp_path, setup):
     paths = write_arithmetic_task(tmp_path / "data", 16, 4, 0, difficulty=3)
     out = tmp_path / "run"
     config = tmp_path / "smollm2.yaml"
@@ -37,7 +53,7 @@ def test_two_grpo_steps_on_smollm2(ray_cluster, smollm2_path, tmp_path):
         "--rollout.n_samples_per_prompt", "4",
         "--rollout.max_new_tokens", "32",
         "--actor.num_gpus_per_node", "1",
-        "--ds.zero_stage", "2",
+        *SETUPS[setup],
         "--train.learning_rate", "1e-6",
         "--logger.progress_bar", "false",
     ]  # fmt: skip
