@@ -203,6 +203,10 @@ def create_app(config: ServiceConfig, token: str | None = None) -> FastAPI:
                     "configured": scorer.judge is not None,
                     "base_url": config.judge.base_url if scorer.judge else None,
                 },
+                "generative_rm": {
+                    "configured": scorer.generative is not None,
+                    "base_url": config.generative_rm.base_url if scorer.generative else None,
+                },
             },
             "recipes": sorted(config.recipes),
             "default_recipe": config.default_recipe,

@@ -1,5 +1,8 @@
 """The LLM judge for R1-Reward's consistency reward, over the OpenAI chat completions API.
 
+:class:`JudgeClient` is also the client of the generative reward model (``generative_rm``,
+:mod:`remote_rm.generative_rm`): :meth:`JudgeClient.ask` is the bounded, breaker-guarded call both use.
+
 The judge reads the end of the reasoning and the final answer and says 1 (they agree) or 0 (they
 do not). Calls have a timeout, bounded retries with exponential backoff, and a concurrency limit;
 when every try fails (network, HTTP error, timeout, or no 0/1 in the reply) the sample gets the
@@ -25,10 +28,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from remote_rm.rewards.accuracy import preferred_response
 from remote_rm.rewards.extract import tagged
-from remote_rm.settings import JudgeSettings
+from remote_rm.settings import JudgeEndpoint
 
 log = logging.getLogger("remote_rm.judge")
 
@@ -105,6 +109,21 @@ def parse_verdict(text: str | None) -> bool | None:
     return None if match is None else match.group(1) == "1"
 
 
+T = TypeVar("T")
+
+
+@dataclass
+class Verdict(Generic[T]):
+    """What :meth:`JudgeClient.ask` got: the parsed ``verdict`` (None unless ``ok``), the calls made, the last
+    error, and whether the circuit breaker skipped the call."""
+
+    verdict: T | None
+    ok: bool
+    calls: int
+    error: str | None = None
+    skipped: bool = False
+
+
 @dataclass
 class JudgeResult:
     value: float
@@ -167,12 +186,15 @@ class CircuitBreaker:
 
 
 class JudgeClient:
-    """Asks the judge; ``consistency(response)`` never raises (see the module docstring)."""
+    """Asks an OpenAI-compatible endpoint for verdicts; :meth:`ask` and :meth:`consistency` never raise (see the
+    module docstring). The generative reward model (:mod:`remote_rm.generative_rm`) is a second client of this
+    class over its own endpoint: same deadlines, retries, concurrency limit and circuit breaker."""
 
-    def __init__(self, settings: JudgeSettings) -> None:
+    def __init__(self, settings: JudgeEndpoint, name: str = "judge") -> None:
+        """``name``: the config section of ``settings``, for log lines and errors."""
         from openai import AsyncOpenAI
 
-        self.settings = settings
+        self.settings, self.name = settings, name
         api_key = os.environ.get(settings.api_key_env, "") or "EMPTY"
         self.client = AsyncOpenAI(
             base_url=settings.base_url, api_key=api_key, timeout=settings.timeout_s, max_retries=0
@@ -185,11 +207,12 @@ class JudgeClient:
         if self._model is None:
             page = await asyncio.wait_for(self.client.models.list(), self.settings.timeout_s)
             if not page.data:
-                raise RuntimeError(f"{self.settings.base_url}/models lists no model; set judge.model")
+                raise RuntimeError(f"{self.settings.base_url}/models lists no model; set {self.name}.model")
             self._model = page.data[0].id
         return self._model
 
-    async def _ask(self, prompt: str) -> bool | None:
+    async def _reply(self, prompt: str) -> str | None:
+        """One call: the text of the first choice (None when there is no choice)."""
         async with self._slots:
             model = await self._model_name()
             reply = await asyncio.wait_for(
@@ -201,39 +224,44 @@ class JudgeClient:
                 ),
                 self.settings.timeout_s,
             )
-        if not reply.choices:
-            return None
-        return parse_verdict(reply.choices[0].message.content)
+        return reply.choices[0].message.content if reply.choices else None
 
-    async def consistency(self, response: str, reasoning_lines: int = 3) -> JudgeResult:
-        """+consistent / inconsistent value from the judge, or the fallback after ``max_retries`` retries."""
-        s = self.settings
+    async def ask(self, prompt: str, parse: Callable[[str | None], T | None], what: str = "a verdict") -> Verdict[T]:
+        """``parse`` of the endpoint's reply to ``prompt``: up to ``max_retries`` retries (an HTTP error, a timeout
+        or a reply ``parse`` finds nothing in all retry), behind the circuit breaker; never raises."""
         if not self.breaker.allow():
-            return JudgeResult(s.fallback, False, 0, "circuit breaker open", skipped=True)
+            return Verdict(None, False, 0, "circuit breaker open", skipped=True)
         try:
-            result = await self._consistency(response, reasoning_lines)
+            result = await self._ask(prompt, parse, what)
         except asyncio.CancelledError:
             self.breaker.record(False)  # over the request's judge budget
             raise
         self.breaker.record(result.ok)
         return result
 
-    async def _consistency(self, response: str, reasoning_lines: int) -> JudgeResult:
+    async def _ask(self, prompt: str, parse: Callable[[str | None], T | None], what: str) -> Verdict[T]:
         s = self.settings
-        prompt = build_prompt(response, reasoning_lines)
         error = None
         for attempt in range(s.max_retries + 1):
             try:
-                verdict = await self._ask(prompt)
+                verdict = parse(await self._reply(prompt))
                 if verdict is not None:
-                    return JudgeResult(s.consistent if verdict else s.inconsistent, True, attempt + 1)
-                error = "the judge's reply has no 0 or 1"
+                    return Verdict(verdict, True, attempt + 1)
+                error = f"the reply has no {what}"
             except Exception as exc:  # noqa: BLE001 - every failure counts and falls back
                 error = f"{type(exc).__name__}: {str(exc)[:200]}"
             if attempt < s.max_retries:
                 await asyncio.sleep(s.backoff_s * 2**attempt)
-        log.warning("judge %s failed after %d tries: %s", s.base_url, s.max_retries + 1, error)
-        return JudgeResult(s.fallback, False, s.max_retries + 1, error)
+        log.warning("%s %s failed after %d tries: %s", self.name, s.base_url, s.max_retries + 1, error)
+        return Verdict(None, False, s.max_retries + 1, error)
+
+    async def consistency(self, response: str, reasoning_lines: int = 3) -> JudgeResult:
+        """+consistent / inconsistent value from the judge, or the fallback after ``max_retries`` retries."""
+        s = self.settings
+        asked = await self.ask(build_prompt(response, reasoning_lines), parse_verdict, "0 or 1")
+        if not asked.ok:
+            return JudgeResult(s.fallback, False, asked.calls, asked.error, asked.skipped)
+        return JudgeResult(s.consistent if asked.verdict else s.inconsistent, True, asked.calls)
 
     async def close(self) -> None:
         await self.client.close()

@@ -44,6 +44,19 @@ class ServiceMetrics:
         self.judge_skipped = Counter(
             "remote_rm_judge_skipped", "samples not sent to the judge: its circuit breaker was open", registry=r
         )
+        self.generative_rm_calls = Counter(
+            "remote_rm_generative_rm_calls", "calls to the generative reward model (each try)", registry=r
+        )
+        self.generative_rm_failures = Counter(
+            "remote_rm_generative_rm_failures",
+            "generative_rm orders whose call failed, ran past the budget or had no verdict (given the fallback)",
+            registry=r,
+        )
+        self.generative_rm_skipped = Counter(
+            "remote_rm_generative_rm_skipped",
+            "generative_rm orders not asked: the reward model's circuit breaker was open (given the fallback)",
+            registry=r,
+        )
         self.busy_rejections = Counter(
             "remote_rm_busy_rejections", "requests answered 503 (limits.max_in_flight_samples reached)", registry=r
         )

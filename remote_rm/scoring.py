@@ -11,9 +11,10 @@ Per request:
    chunks, each chunk under a deadline of ``pool.sample_timeout_s`` per sample (a chunk over it is scored
    again sample by sample, so a hanging sample scores 0 alone); math-verify goes to the math pool, one call
    per distinct (answer, solution) pair; these run concurrently;
-3. derived components (cosine length) and the LLM judge (only where it can change the reward) follow;
-   the request has ``limits.request_deadline_s`` in all: components not scored by then get their fallback
-   (``deadline_fallbacks``), and the judge gets what is left;
+3. derived components (cosine length) follow, then the LLM judge (only where it can change the reward) and
+   the generative reward model (``generative_rm``), concurrently; the request has ``limits.request_deadline_s``
+   in all: components not scored by then get their fallback (``deadline_fallbacks``), and the judge and the
+   reward model get what is left;
 4. each recipe combines its components (weighted sum, or R1-Reward's formula).
 
 Nothing about a sample's content can make a request fail: a component that raises, a verifier that
@@ -31,11 +32,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from remote_rm import rewards, worker
+from remote_rm.generative_rm import Comparison, GenerativeRM
 from remote_rm.judge import JudgeClient, JudgeResult
 from remote_rm.metrics import ServiceMetrics
 from remote_rm.pool import PoolCrashed, PoolTimeout, WorkerPool
 from remote_rm.protocol import Label, ProtocolError, RewardRequest, describe_label
 from remote_rm.response import extract_response, make_rule
+from remote_rm.rewards.generative import question_text, reference_text
 from remote_rm.rewards.length import cosine_length
 from remote_rm.rewards.math_accuracy import gold_answer, math_answer
 from remote_rm.settings import ComponentSpec, RecipeSpec, ServiceConfig
@@ -103,12 +106,16 @@ class _Sample:
     length: int
     label: Label
     recipe: str
+    prompt: str = ""
+
+
+GENERATIVE_COUNTS = ("generative_rm_calls", "generative_rm_failures", "generative_rm_skipped")
 
 
 class _Tally:
-    """Per-request counts that end up in extra_logs."""
+    """Per-request counts that end up in extra_logs (the generative_rm counts only where a recipe uses it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, generative: bool = False) -> None:
         self.counts = {
             "judge_calls": 0,
             "judge_failures": 0,
@@ -120,6 +127,8 @@ class _Tally:
             "component_errors": 0,
             "truncated_responses": 0,
         }
+        if generative:
+            self.counts.update(dict.fromkeys(GENERATIVE_COUNTS, 0))
 
     def add(self, key: str, n: int = 1) -> None:
         self.counts[key] += n
@@ -169,11 +178,14 @@ class Scorer:
             name: [spec for spec in recipe.components if needs_label(spec)] for name, recipe in config.recipes.items()
         }
         self.all_keys = list(dict.fromkeys(spec.key for r in config.recipes.values() for spec in r.components))
-        self.log_names, self.reward_log_name = openrlhf_safe_names([*self.all_keys, *_Tally().counts])
+        self.uses_generative = config.uses("generative_rm")
+        counts = _Tally(self.uses_generative).counts
+        self.log_names, self.reward_log_name = openrlhf_safe_names([*self.all_keys, *counts])
         renamed = {k: v for k, v in self.log_names.items() if k != v}
         if renamed:
             log.info("extra_logs names that OpenRLHF uses itself are renamed: %s", renamed)
         self.judge: JudgeClient | None = None
+        self.generative: GenerativeRM | None = None
         self.math_fn = worker.verify_math  # tests swap in a function that crashes or hangs
         self.worker_status: list[dict[str, Any]] = []
 
@@ -188,6 +200,8 @@ class Scorer:
         self.worker_status = results[0]
         if self.config.uses("judge_consistency"):
             self.judge = JudgeClient(self.config.judge)
+        if self.uses_generative:
+            self.generative = GenerativeRM(self.config.generative_rm)
 
     async def close(self) -> None:
         self.scoring_pool.close()
@@ -195,6 +209,8 @@ class Scorer:
             self.math_pool.close()
         if self.judge is not None:
             await self.judge.close()
+        if self.generative is not None:
+            await self.generative.close()
 
     def wordnet_status(self) -> dict[str, Any]:
         if not self.load_wordnet:
@@ -242,7 +258,8 @@ class Scorer:
             response = extract_response(query, prompt, self.rule)
             if len(response) > limit:
                 tally.add("truncated_responses")
-            samples.append(_Sample(truncate(response, limit), len(response), label, self.config.recipe_for(label.task)))
+            recipe = self.config.recipe_for(label.task)
+            samples.append(_Sample(truncate(response, limit), len(response), label, recipe, prompt))
         return samples
 
     def _run_inline(self, samples: list[_Sample], values: dict[str, list[float | None]], tally: _Tally) -> None:
@@ -437,6 +454,36 @@ class Scorer:
                 tally.add("judge_failures")
                 self.metrics.judge_failures.inc()
 
+    async def _run_generative(
+        self, samples: list[_Sample], values: dict[str, list[float | None]], tally: _Tally, budget_s: float
+    ) -> None:
+        """generative_rm: the reward model compares each sample's answer with its reference (within ``budget_s``)."""
+        asks = []
+        for i, sample in enumerate(samples):
+            for spec, comp in self.recipes[sample.recipe]:
+                if comp.kind != "generative":
+                    continue
+                reference = reference_text(sample.label.solution)
+                if sample.label.missing or not reference or self.generative is None:
+                    values[spec.key][i] = 0.0  # no reference to compare with (only with needs_label: false)
+                    continue
+                question = question_text(sample.prompt, sample.label.fields)
+                asks.append((i, spec, Comparison(sample.response, reference, question, spec.params)))
+        if not asks:
+            return
+        assert self.generative is not None
+        results = await self.generative.score_many([c for _, _, c in asks], budget_s)
+        m = self.metrics
+        for (i, spec, _), result in zip(asks, results, strict=True):
+            values[spec.key][i] = result.value
+            for key, n, counter in (
+                ("generative_rm_calls", result.calls, m.generative_rm_calls),
+                ("generative_rm_failures", result.failures, m.generative_rm_failures),
+                ("generative_rm_skipped", result.skipped, m.generative_rm_skipped),
+            ):
+                tally.add(key, n)
+                counter.inc(n)
+
     async def score(self, request: RewardRequest) -> dict[str, Any]:
         """Score a validated request; the answer body of /get_reward.
 
@@ -445,7 +492,7 @@ class Scorer:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.limits.request_deadline_s
-        tally = _Tally()
+        tally = _Tally(self.uses_generative)
         # Parsing and the inline components run in a thread, beside the pool and math calls: the event loop
         # stays free for other requests and /health whatever a request holds.
         samples = await asyncio.to_thread(self._prepare, request, tally)
@@ -464,7 +511,11 @@ class Scorer:
             work.cancel()
             values = self._fill_late(samples, values, tally)
         self._run_derived(samples, values)
-        await self._run_judge(samples, values, tally, budget_s=max(0.0, deadline - loop.time()))
+        budget_s = max(0.0, deadline - loop.time())
+        await asyncio.gather(
+            self._run_judge(samples, values, tally, budget_s=budget_s),
+            self._run_generative(samples, values, tally, budget_s=budget_s),
+        )
 
         rewards_out, scores_out = [], []
         for i, sample in enumerate(samples):

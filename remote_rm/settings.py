@@ -73,8 +73,9 @@ class RecipeSpec(_Strict):
         return self
 
 
-class JudgeSettings(_Strict):
-    """The LLM judge for consistency (OpenAI chat completions API, e.g. a vLLM server)."""
+class JudgeEndpoint(_Strict):
+    """An OpenAI-compatible chat server asked for verdicts (vLLM's server, openrlhf-serve, a hosted API): where it
+    is, how each call is bounded, and what a sample gets when it fails."""
 
     base_url: str = "http://127.0.0.1:8000/v1"
     model: str = Field("", description="empty: the first model the server lists")
@@ -83,10 +84,7 @@ class JudgeSettings(_Strict):
     max_retries: int = Field(2, ge=0)
     backoff_s: float = Field(0.5, ge=0, description="sleep before retry k: backoff_s * 2**k")
     concurrency: int = Field(8, ge=1)
-    fallback: float = Field(0.0, description="consistency when the judge fails")
-    consistent: float = 1.0
-    inconsistent: float = -1.0
-    only_when_correct: bool = Field(True, description="skip the judge when accuracy is 0 (it cannot change the reward)")
+    fallback: float = Field(0.0, description="the value when every try fails (counted as a failure)")
     max_tokens: int = Field(16, ge=1)
     temperature: float = Field(0.0, ge=0)
     breaker_failures: int = Field(
@@ -94,13 +92,38 @@ class JudgeSettings(_Strict):
     )
     breaker_window_s: float = Field(60.0, gt=0)
     breaker_cooldown_s: float = Field(
-        30.0, gt=0, description="while open, samples get the fallback at once (judge_skipped); then one probe"
+        30.0, gt=0, description="while open, samples get the fallback at once (counted as skipped); then one probe"
     )
     request_budget_s: float = Field(
         20.0,
         gt=0,
-        description="the judge's time per request (below the trainer's reward timeout): samples still waiting "
-        "then get the fallback (judge_failures)",
+        description="the endpoint's time per request (below the trainer's reward timeout): samples still waiting "
+        "then get the fallback (counted as failures)",
+    )
+
+
+class JudgeSettings(JudgeEndpoint):
+    """The LLM judge for consistency (judge_consistency)."""
+
+    fallback: float = Field(0.0, description="consistency when the judge fails")
+    consistent: float = 1.0
+    inconsistent: float = -1.0
+    only_when_correct: bool = Field(True, description="skip the judge when accuracy is 0 (it cannot change the reward)")
+
+
+class GenerativeRMSettings(JudgeEndpoint):
+    """The generative reward model behind generative_rm (R1-Reward's comparison, remote_rm/generative_rm.py)."""
+
+    api_key_env: str = Field("GENERATIVE_RM_API_KEY", description="environment variable holding the API key")
+    fallback: float = Field(0.0, description="the win value of an order whose call fails or has no verdict")
+    max_tokens: int = Field(1024, ge=1, description="R1-Reward reasons inside <think> before it answers")
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(1, ge=0)
+    request_budget_s: float = Field(
+        30.0,
+        gt=0,
+        description="the reward model's time per request (below the trainer's reward timeout): orders still "
+        "waiting then get the fallback (generative_rm_failures)",
     )
 
 
@@ -171,6 +194,7 @@ class ServiceConfig(_Strict):
     tasks: dict[str, str] = Field(default_factory=dict, description="task -> recipe")
     recipes: dict[str, RecipeSpec]
     judge: JudgeSettings = Field(default_factory=JudgeSettings)
+    generative_rm: GenerativeRMSettings = Field(default_factory=GenerativeRMSettings)
     response: ResponseSettings = Field(default_factory=ResponseSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     pool: PoolSettings = Field(default_factory=PoolSettings)
@@ -240,6 +264,9 @@ def _check_components(cfg: ServiceConfig) -> list[tuple[tuple, str]]:
             unknown = rewards.check_params(comp, spec.params)
             if unknown:
                 problems.append(((*loc, "params", unknown[0]), f"{spec.fn} takes no parameter {', '.join(unknown)}"))
+            elif comp.check is not None:
+                for key, message in comp.check(spec.params):
+                    problems.append(((*loc, "params", key), message))
             if comp.kind == "derived":
                 earlier = [c.key for c in recipe.components[:i]]
                 source = spec.params.get("correct_from", "accuracy")

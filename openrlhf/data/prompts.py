@@ -23,6 +23,12 @@ from typing import Any
 
 from openrlhf.data.sample import Sample
 
+# R1-Reward's comparison question, as in the project's R1-Reward rows (examples/data/r1_reward.jsonl,
+# scripts/make_example_data.py), the reward-model evaluation (openrlhf/eval/reward_model.py) and the reward
+# service's generative_rm component: a judge is evaluated and used on the prompt it was trained on. The one copy
+# lives in remote_rm.pairwise (the reward service ships without openrlhf); re-exported here.
+from remote_rm.pairwise import R1_REWARD_JUDGE_PROMPT, r1_reward_judge_prompt  # noqa: F401
+
 R1_THINK_ANSWER_SUFFIX = (
     "First think about the question step by step inside <think> </think> tags, "
     "then give only the final answer inside <answer> </answer> tags."
@@ -85,18 +91,3 @@ def build_prompt_text(sample: Sample, tokenizer_or_processor: Any, data_cfg: Any
     if not isinstance(text, str):
         raise TypeError(f"apply_chat_template returned {type(text).__name__}, expected the prompt text")
     return text
-
-
-# R1-Reward's comparison question, as in the project's R1-Reward rows (examples/data/r1_reward.jsonl,
-# scripts/make_example_data.py) and the reward-model evaluation (openrlhf/eval/reward_model.py): a judge is
-# evaluated on the prompt it was trained on.
-R1_REWARD_JUDGE_PROMPT = (
-    "You are an impartial evaluator. Compare the two responses to the question about the image(s), think inside "
-    "<think> </think> tags, then answer 1 or 2 inside <answer> </answer> tags.\n[Question]: {question}\n"
-    "[Response 1]: {first}\n[Response 2]: {second}"
-)
-
-
-def r1_reward_judge_prompt(question: str, first: str, second: str) -> str:
-    """R1-Reward's comparison question with ``first`` as Response 1 and ``second`` as Response 2."""
-    return R1_REWARD_JUDGE_PROMPT.format(question=question, first=first, second=second)

@@ -26,16 +26,15 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from remote_rm.rewards.accuracy import preferred_response
-from remote_rm.rewards.extract import final_answer
+from remote_rm.pairwise import preference_verdict
 
 ORDERS = {"forward": (0, 1), "swapped": (1, 0)}
 
 
 def parse_verdict(text: str) -> int | None:
-    """1 or 2, the position the output prefers, or None when its answer names neither or both."""
-    answer = final_answer(text, "answer", boxed_fallback=True)
-    return None if answer is None else preferred_response(answer)
+    """1 or 2, the position the output prefers, or None when its answer names neither or both (the reward
+    service's rule, :func:`remote_rm.pairwise.preference_verdict`)."""
+    return preference_verdict(text)
 
 
 def picked_response(verdict: int | None, order: str) -> int | None:

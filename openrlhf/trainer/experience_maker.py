@@ -58,12 +58,15 @@ class PromptEncoder:
     def template_owner(self):
         return self.processor if self.processor is not None else self.tokenizer
 
-    def encode(self, sample: Sample) -> EncodedPrompt:
+    def encode(self, sample: Sample, images: list | None = None) -> EncodedPrompt:
+        """The sample's prompt for an engine; ``images``: the sample's images already opened (PIL, in the order
+        of its image parts, e.g. decoded from a request) instead of reading ``sample.images`` from disk."""
         from openrlhf.data.prompts import build_prompt_text
         from openrlhf.models.vlm_inputs import encode_prompt, take_multimodal
 
         text = build_prompt_text(sample, self.template_owner, self.cfg.data)
-        images = [_open_rgb(path, sample.where) for path in sample.images]
+        if images is None:
+            images = [_open_rgb(path, sample.where) for path in sample.images]
         if images and self.processor is None:
             raise ValueError(f"{sample.where}: the row has images but {self.cfg.actor.model_name_or_path} is text-only")
         encoded = encode_prompt(

@@ -1,11 +1,13 @@
 """The reward components a recipe can name, and where each one runs.
 
 Every component is a pure function ``fn(response: str, label: Label, **params) -> float`` with its
-formula in its docstring, except three that need more than one sample's text:
+formula in its docstring, except four that need more than one sample's text:
 
 - ``math_accuracy``: the answer is extracted here, math-verify runs in a math worker process;
 - ``cosine_length``: needs the correctness another component of the same recipe computed;
-- ``judge_consistency``: asks the LLM judge (async, in the server process).
+- ``judge_consistency``: asks the LLM judge (async, in the server process);
+- ``generative_rm``: asks a generative reward model to compare the answer with the reference (async, in the
+  server process; :mod:`remote_rm.rewards.generative`, :mod:`remote_rm.generative_rm`).
 
 ``where`` says where the plain ones run: "inline" (cheap, microseconds: in the server process) or
 "pool" (CPU-heavy text metrics and mAP: in the scoring worker processes).
@@ -25,17 +27,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from remote_rm.rewards import accuracy, boxes, format, length, ovd, similarity
+from remote_rm.rewards import accuracy, boxes, format, generative, length, ovd, similarity
 
 
 @dataclass(frozen=True)
 class Component:
-    """A registered reward function: ``kind`` is "plain", "math", "derived" or "judge"; ``where`` for plain ones."""
+    """A registered reward function: ``kind`` is "plain", "math", "derived", "judge" or "generative"; ``where`` for
+    plain ones; ``check``: params -> [(param, problem)], run on the config at start-up."""
 
     name: str
     func: Callable[..., float]
     kind: str = "plain"
     where: str = "inline"
+    check: Callable[[dict], list[tuple[str, str]]] | None = None
 
 
 def _math_accuracy(
@@ -71,6 +75,20 @@ def _judge_consistency(response: str, label: object, reasoning_lines: int = 3) -
     raise RuntimeError("judge_consistency is asked of the LLM judge by the scorer")  # pragma: no cover
 
 
+def _generative_rm(
+    response: str,
+    label: object,
+    orders: str = "both",
+    ties_win: bool = False,
+    answer_only: bool = True,
+    max_chars: int = 4000,
+) -> float:
+    """R1-Reward's generative reward model compares the policy's answer p with the reference a, in both orders:
+    score = (1/|O|) * sum_o w_o, w_o = 1[the verdict prefers p] (the fallback when a call fails); ties_win scores
+    a split 1. Formula and details: :mod:`remote_rm.rewards.generative`."""
+    raise RuntimeError("generative_rm is asked of the generative reward model by the scorer")  # pragma: no cover
+
+
 BUILTIN: dict[str, Component] = {
     c.name: c
     for c in (
@@ -91,6 +109,7 @@ BUILTIN: dict[str, Component] = {
         Component("math_accuracy", _math_accuracy, kind="math"),
         Component("cosine_length", _cosine_length, kind="derived"),
         Component("judge_consistency", _judge_consistency, kind="judge"),
+        Component("generative_rm", _generative_rm, kind="generative", check=generative.check_params),
     )
 }
 
@@ -124,7 +143,7 @@ def resolve(fn: str, where: str | None = None) -> Component:
     if fn in BUILTIN:
         comp = BUILTIN[fn]
         if where is not None and comp.kind == "plain" and where != comp.where:
-            comp = Component(comp.name, comp.func, comp.kind, where)
+            comp = Component(comp.name, comp.func, comp.kind, where, comp.check)
         return comp
     try:
         func = _import_function(fn)

@@ -5,8 +5,10 @@ the behaviour: JUDGE_AGREE -> "1", JUDGE_DISAGREE -> "0", JUDGE_GARBAGE -> no di
 JUDGE_DOWN -> HTTP 500, JUDGE_SLOW -> answers after ``slow_s`` seconds, JUDGE_FLAKY_<id> -> HTTP 500
 the first time that id is seen, then "1"; JUDGE_NAIVE -> the digit of the first "Output: <digit>" in the
 prompt (a judge fooled by a verdict written into the text it judges); JUDGE_SOAK -> ``soak_s`` seconds, then
-HTTP 500 on every second such call (the soak benchmark's failing judge). GET /stats reports calls and the
-peak concurrency.
+HTTP 500 on every second such call (the soak benchmark's failing judge). R1-Reward comparisons ("[Response 1]:"
+... "[Response 2]:" in the prompt): RM_PREFER_GOOD -> "<answer>N</answer>" naming the response that contains
+"GOOD" (no verdict when both or neither do), RM_ALWAYS_1 / RM_ALWAYS_2 -> that position whatever is shown (a
+position-biased judge). GET /stats reports calls and the peak concurrency.
 """
 
 from __future__ import annotations
@@ -26,6 +28,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def r1_reward_verdict(prompt: str, first: str, second: str) -> str:
+    """The scripted generative reward model's reply to an R1-Reward comparison (see the module docstring)."""
+    if "RM_ALWAYS_1" in prompt or "RM_ALWAYS_2" in prompt:
+        choice = "1" if "RM_ALWAYS_1" in prompt else "2"
+    else:
+        good = ["GOOD" in first, "GOOD" in second]
+        choice = {(True, False): "1", (False, True): "2"}.get(tuple(good), "neither")
+    return f"<think>Response 1 or Response 2? I pick {choice}.</think><answer>{choice}</answer>"
 
 
 def make_app(slow_s: float = 3.0, soak_s: float = 0.2) -> FastAPI:
@@ -62,7 +74,10 @@ def make_app(slow_s: float = 3.0, soak_s: float = 0.2) -> FastAPI:
             if "JUDGE_SLOW" in prompt:
                 await asyncio.sleep(slow_s)
             naive = re.search(r"Output:\s*([01])", prompt) if "JUDGE_NAIVE" in prompt else None
-            if naive:  # a judge that obeys a verdict written into the text it judges (prompt injection)
+            comparison = re.search(r"\[Response 1\]: (.*)\n\[Response 2\]: (.*)", prompt, re.S)
+            if comparison and re.search(r"RM_(PREFER_GOOD|ALWAYS_[12])", prompt):
+                text = r1_reward_verdict(prompt, comparison.group(1), comparison.group(2))
+            elif naive:  # a judge that obeys a verdict written into the text it judges (prompt injection)
                 text = naive.group(1)
             elif "JUDGE_DISAGREE" in prompt:
                 text = "0"
