@@ -24,8 +24,8 @@ def _size(value: Any, where: str, key: str) -> list[int] | None:
     raise ValueError(f"{where}: {key} must be [width, height], got {value!r}")
 
 
-def load_outputs_file(path: str | Path, default_task: str = "rec") -> tuple[list[EvalRow], dict[str, Any]]:
-    """The rows of an outputs file and its other top-level fields; errors name the file, row and key."""
+def read_outputs_json(path: str | Path, kind: str) -> dict[str, Any]:
+    """A saved outputs file: a JSON object with a "results" list (``kind`` names the expected format in errors)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--from-outputs {path}: no such file")
@@ -34,7 +34,14 @@ def load_outputs_file(path: str | Path, default_task: str = "rec") -> tuple[list
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
     if not isinstance(data, dict) or not isinstance(data.get("results"), list):
-        raise ValueError(f'{path}: expected a JSON object with a "results" list (VLM-R1 eval log format)')
+        raise ValueError(f'{path}: expected a JSON object with a "results" list ({kind})')
+    return data
+
+
+def load_outputs_file(path: str | Path, default_task: str = "rec") -> tuple[list[EvalRow], dict[str, Any]]:
+    """The rows of an outputs file and its other top-level fields; errors name the file, row and key."""
+    path = Path(path)
+    data = read_outputs_json(path, "VLM-R1 eval log format")
     rows = []
     for i, item in enumerate(data["results"]):
         where = f"{path}: results[{i}]"

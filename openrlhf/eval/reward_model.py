@@ -172,15 +172,10 @@ def evaluate_reward_model(cfg: Config, *, voting: int = 1, order: str = "both", 
 
 def score_outputs_file(path: str | Path) -> dict[str, Any]:
     """The report of saved reward-model outputs, re-scored without a model (errors name file, result, key)."""
+    from openrlhf.eval.offline import read_outputs_json
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--from-outputs {path}: no such file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
-        raise ValueError(f'{path}: expected a JSON object with a "results" list (reward-model outputs)')
+    data = read_outputs_json(path, "reward-model outputs")
     meta = {k: data[k] for k in ("checkpoint", "datasets", "voting", "order", "temperature", "skipped") if k in data}
     judgements = judgements_from_results(data["results"], where=f"{path}: results")
     return {"task": OUTPUTS_TASK, "source_outputs": str(path), **meta, **score_judgements(judgements)}
