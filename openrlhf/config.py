@@ -491,8 +491,10 @@ class DemoConfig(Section):
     """The embedded default pipeline: build tiny model, SFT warm start, eval, RL, eval."""
 
     enable: bool = False
-    task: Literal["sums", "arithmetic", "shapes"] = Field(
-        "sums", description="sums: chained single-digit sums (text); arithmetic: word problems; shapes: images"
+    task: Literal["sums", "arithmetic", "shapes", "preference"] = Field(
+        "sums",
+        description="sums: chained single-digit sums (text); arithmetic: word problems; shapes: images; "
+        "preference: train the tiny VLM as a generative reward model on image pairs (R1-Reward)",
     )
     work_dir: str = "outputs/demo"
     model: Literal["tiny", "smollm2-135m-instruct"] = Field(
@@ -516,8 +518,14 @@ class DemoConfig(Section):
         ge=0.0,
         le=1.0,
         description="shapes: how often the SFT targets' simulated teacher answers blue for a shape of another "
-        "colour (the rewarded answers stay true, so GRPO can correct the bias SFT copied)",
+        "colour (the rewarded answers stay true, so GRPO can correct the bias SFT copied); preference: how often "
+        "it takes Response 1 without looking (a position bias)",
     )
+    voting: int = Field(5, ge=1, description="preference: K of the held-out Voting@K before and after RL")
+    judge_num_train: int = Field(
+        1000, ge=20, description="preference: SFT examples of the tiny consistency judge served by openrlhf-serve"
+    )
+    judge_epochs: int = Field(3, ge=1, description="preference: SFT epochs of the consistency judge")
     min_terms: int = Field(5, ge=2, description="sums: fewest terms in a generated sum")
     max_terms: int = Field(7, ge=2, description="sums: most terms in a generated sum")
     fact_share: float = Field(
@@ -531,7 +539,7 @@ class DemoConfig(Section):
     def _check_terms(self) -> DemoConfig:
         if self.min_terms > self.max_terms:
             raise ValueError(f"demo.min_terms ({self.min_terms}) must not exceed demo.max_terms ({self.max_terms})")
-        if self.model != "tiny" and self.task == "shapes":
+        if self.model != "tiny" and self.task in ("shapes", "preference"):
             raise ValueError(f"demo.model {self.model!r} is a text model: use demo.task sums or arithmetic")
         return self
 

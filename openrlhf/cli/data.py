@@ -3,7 +3,7 @@
 openrlhf-data inspect PATH... [--image-root DIR]... [--format F] [--input-key K] [--label-key K]
     Per file: rows, text-only and image rows, images per row, tasks, label examples, and every invalid row
     as FILE:LINE: reason. Exit 0 when all rows are valid, 1 when any row or file is invalid, 2 on usage errors.
-openrlhf-data synth --task arithmetic|shapes --out DIR [--num-train N] [--num-heldout N] [--seed S]
+openrlhf-data synth --task sums|arithmetic|shapes|preference --out DIR [--num-train N] [--num-heldout N] [--seed S]
     Write the demo task's train / held-out / SFT files (and images for shapes).
 """
 
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--examples", type=int, default=3, help="label examples shown per file")
 
     synth = commands.add_parser("synth", help="write a synthetic demo task (defaults: the config's demo section)")
-    synth.add_argument("--task", required=True, choices=["sums", "arithmetic", "shapes"])
+    synth.add_argument("--task", required=True, choices=["sums", "arithmetic", "shapes", "preference"])
     synth.add_argument("--out", required=True, metavar="DIR")
     synth.add_argument("--seed", type=int, default=0)
     for flag, kind, text in SYNTH_KNOBS:

@@ -474,8 +474,15 @@ def write_shapes_task(
 
 def write_demo_task(demo: DemoConfig, out_dir: str | Path, seed: int = 0) -> dict[str, Path]:
     """The generated task ``demo.task`` names, with its knobs from ``demo`` (the embedded demo and
-    ``openrlhf-data synth`` both come here): sums or arithmetic (text), shapes (images)."""
+    ``openrlhf-data synth`` both come here): sums or arithmetic (text), shapes (images), preference (image
+    pairs for a generative reward model, :mod:`openrlhf.data.synthetic_preference`)."""
+    from openrlhf.data.synthetic_preference import write_preference_task
+
     writers = {
+        "preference": (
+            write_preference_task,
+            {"image_size": demo.image_size, "lazy_share": demo.teacher_bias, "num_judge": demo.judge_num_train},
+        ),
         "shapes": (
             write_shapes_task,
             {

@@ -6,6 +6,9 @@ and converted once (openrlhf.models.gguf), usually without the SFT warm start (`
 
 ``demo.task: shapes`` (configs/demo_vlm.yaml) runs the same pipeline on the tiny Qwen2.5-VL and the generated
 shapes images, and adds per-task held-out accuracy and the box task's mean IoU before and after GRPO.
+
+``demo.task: preference`` (configs/demo_reward_model.yaml) trains the tiny VLM as a generative reward model,
+R1-Reward's use case (:mod:`openrlhf.trainer.demo_preference`).
 """
 
 from __future__ import annotations
@@ -22,24 +25,24 @@ def run_demo(cfg: Config) -> dict[str, Any]:
 
     from openrlhf.data.synthetic import write_demo_task
     from openrlhf.trainer.driver import RLTrainer
-    from openrlhf.trainer.metrics import write_summary
     from openrlhf.trainer.ray_setup import init_ray
-    from openrlhf.trainer.sft import run_sft
 
     t0 = time.perf_counter()
     work = Path(cfg.demo.work_dir)
     model_dir = _demo_model(cfg, work)
     data = write_demo_task(cfg.demo, work / "data", seed=cfg.train.seed)
     started = init_ray(num_cpus=8)
+    if cfg.demo.task == "preference":
+        from openrlhf.trainer.demo_preference import run_preference_demo
+
+        try:
+            summary = run_preference_demo(cfg, work, model_dir, data)
+        finally:
+            if started:
+                ray.shutdown()
+        return _finish(cfg, summary, t0)
     try:
-        sft_summary: dict[str, Any] = {}
-        if cfg.demo.sft:
-            sft_cfg = cfg.model_copy(deep=True)
-            sft_cfg.actor.model_name_or_path = str(model_dir)
-            sft_cfg.data.train_paths = [str(data["sft"])]
-            sft_cfg.sft.output_dir = str(work / "sft_model")
-            print(f"[demo] SFT warm start on {data['sft']}")
-            sft_summary = run_sft(sft_cfg)
+        sft_summary = sft_warm_start(cfg, model_dir, data["sft"], work / "sft_model") if cfg.demo.sft else {}
         start_model = sft_summary.get("sft_model", str(model_dir))
 
         rl_cfg = cfg.model_copy(deep=True)
@@ -55,6 +58,26 @@ def run_demo(cfg: Config) -> dict[str, Any]:
     summary.update(sft_summary)
     if cfg.demo.task == "shapes":
         summary.update(per_task_heldout(rl_cfg, {"before": start_model, "after": summary["final_model"]}))
+    return _finish(cfg, summary, t0)
+
+
+def sft_warm_start(cfg: Config, model_dir: Path | str, train_path: Path, out_dir: Path, what: str = "") -> dict:
+    """``run_sft`` of ``cfg`` (its sft and data sections) on ``model_dir`` with ``train_path``, exported to
+    ``out_dir``; returns the SFT summary (``sft_model`` is the exported folder)."""
+    from openrlhf.trainer.sft import run_sft
+
+    sft_cfg = cfg.model_copy(deep=True)
+    sft_cfg.actor.model_name_or_path = str(model_dir)
+    sft_cfg.data.train_paths = [str(train_path)]
+    sft_cfg.sft.output_dir = str(out_dir)
+    print(f"[demo] SFT warm start{what} on {train_path}")
+    return run_sft(sft_cfg)
+
+
+def _finish(cfg: Config, summary: dict[str, Any], t0: float) -> dict[str, Any]:
+    """The demo's time and held-out gain added; summary.json written (and printed)."""
+    from openrlhf.trainer.metrics import write_summary
+
     summary["demo_seconds"] = time.perf_counter() - t0
     before, after = summary.get("heldout_accuracy_before"), summary.get("heldout_accuracy_after")
     if before is not None and after is not None:
@@ -74,7 +97,7 @@ def _demo_model(cfg: Config, work: Path) -> Path:
             print(f"[demo] fetching and converting {cfg.demo.model} into {model_dir}")
             fetch_known_model(cfg.demo.model, model_dir, "bf16")
         return model_dir
-    kind = "vlm" if cfg.demo.task == "shapes" else "lm"
+    kind = "vlm" if cfg.demo.task in ("shapes", "preference") else "lm"
     model_dir = work / f"tiny_{kind}"
     if not (model_dir / "config.json").is_file():
         print(f"[demo] building the tiny {kind.upper()} in {model_dir}")

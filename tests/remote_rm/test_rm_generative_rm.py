@@ -135,7 +135,7 @@ def test_endpoint_down_falls_back_then_the_breaker_skips_it(tmp_path, remote_rm_
 def test_real_openrlhf_serve_with_the_tiny_lm(tmp_path, tiny_lm_path, remote_rm_cache):
     served = start_serve(tiny_lm_path, tmp_path, name="tiny-lm", args=["--max-new-tokens", "8"])
     try:
-        config = config_for(served.base_url, fallback=0.25, timeout_s=60.0, max_tokens=8)
+        config = config_for(served.openai_url, fallback=0.25, timeout_s=60.0, max_tokens=8)
         running, log = start_server(config, tmp_path, workers=1)
         try:
             out = score(running, ["red", "blue"], [label("blue", "What colour?"), label("green", "What colour?")])

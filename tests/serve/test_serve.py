@@ -38,7 +38,7 @@ def served(tiny_vlm_path, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(served) -> openai.OpenAI:
-    return openai.OpenAI(base_url=served.base_url, api_key="unused", max_retries=0, timeout=120)
+    return openai.OpenAI(base_url=served.openai_url, api_key="unused", max_retries=0, timeout=120)
 
 
 def user(text: str) -> list[dict]:
@@ -48,7 +48,7 @@ def user(text: str) -> list[dict]:
 def test_models_and_health_name_the_served_model(served, client):
     assert [m.id for m in client.models.list().data] == [NAME]
     assert client.models.retrieve(NAME).id == NAME
-    assert httpx.get(f"{served.root}/health").json() == {"status": "ok", "model": NAME}
+    assert httpx.get(f"{served.base_url}/health").json() == {"status": "ok", "model": NAME}
 
 
 def test_text_only_greedy_is_a_chat_completion_cut_at_max_tokens(client):
