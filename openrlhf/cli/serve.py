@@ -1,8 +1,8 @@
 """openrlhf-serve: an OpenAI-compatible chat server (``/v1/chat/completions``) over one checkpoint, HF engine.
 
 openrlhf-serve --model DIR [--host 127.0.0.1] [--port 8000] [--served-model-name NAME] [--max-new-tokens 1024]
-               [--max-prompt-tokens 4096] [--max-n 16] [--dtype auto] [--num-threads 0] [--seed 0]
-               [--token-env NAME] [--insecure] [--log-level info]
+               [--max-prompt-tokens 4096] [--max-n 16] [--max-batch-size 32] [--dtype auto] [--num-threads 0]
+               [--seed 0] [--token-env NAME] [--insecure] [--log-level info]
 
 Binds loopback unless ``--host`` says otherwise. ``--token-env NAME`` requires the bearer token (the API key
 of an OpenAI client) held in the environment variable NAME (default: ``OPENRLHF_SERVE_TOKEN`` when it is set);
@@ -32,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=1024, help="cap on max_tokens / max_completion_tokens")
     p.add_argument("--max-prompt-tokens", type=int, default=4096, help="longer prompts are refused (400)")
     p.add_argument("--max-n", type=int, default=16, help="largest n (choices per request)")
+    p.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=32,
+        help="most waiting requests (equal sampling parameters, no seed) run as one engine call; 1: one at a time",
+    )
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--num-threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=0, help="seed of the RNG for requests without a seed")
@@ -80,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         (args.max_new_tokens < 1, f"--max-new-tokens {args.max_new_tokens} must be >= 1"),
         (args.max_prompt_tokens < 1, f"--max-prompt-tokens {args.max_prompt_tokens} must be >= 1"),
         (args.max_n < 1, f"--max-n {args.max_n} must be >= 1"),
+        (args.max_batch_size < 1, f"--max-batch-size {args.max_batch_size} must be >= 1"),
         (not os.path.isdir(args.model), f"--model {args.model}: no such folder (a Hugging Face checkpoint folder)"),
     ):
         if bad:
@@ -101,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         num_threads=args.num_threads,
         seed=args.seed,
         trust_remote_code=args.trust_remote_code,
+        max_batch_size=args.max_batch_size,
     )
     info = model.engine.model_info()
     logging.getLogger("openrlhf.serve").info(

@@ -1,7 +1,8 @@
-"""The FastAPI app of ``openrlhf-serve``: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /health``.
+"""The FastAPI app of ``openrlhf-serve``: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /health``,
+``GET /stats`` (requests answered, engine calls, largest batch).
 
-Generation runs in a worker thread (the event loop stays free for /health and for refusing bad requests),
-one request at a time (:class:`openrlhf.serve.model.ChatModel` holds a lock). Every refusal is OpenAI's error
+Each request waits in a worker thread (the event loop stays free for /health and for refusing bad requests);
+requests waiting together share engine calls (:class:`openrlhf.serve.batching.RequestBatcher`). Every refusal is OpenAI's error
 body ``{"error": {"message", "type", "param", "code"}}``: 400 for a malformed request (the message starts with
 the field, e.g. ``temperature: Input should be less than or equal to 2``), 404 ``model_not_found`` for a model
 this server does not serve, 401 ``invalid_api_key`` without the bearer token when one is required (``/health``
@@ -90,6 +91,10 @@ def create_app(model: ChatModel, token: str | None = None) -> FastAPI:
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": model.name}
+
+    @app.get("/stats")
+    async def stats() -> dict[str, Any]:
+        return model.batcher.stats()
 
     @app.get("/v1/models", dependencies=[Depends(authorized)])
     async def models() -> ModelList:

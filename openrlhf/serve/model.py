@@ -1,9 +1,11 @@
-"""The model behind ``openrlhf-serve``: the trainer's prompt encoder and rollout engine, one request at a time.
+"""The model behind ``openrlhf-serve``: the trainer's prompt encoder and rollout engine, concurrent requests batched.
 
 A request goes the way a training prompt goes: its messages become a :class:`~openrlhf.data.sample.Sample`
 (:func:`openrlhf.serve.messages.to_sample`), :class:`openrlhf.trainer.experience_maker.PromptEncoder` applies the
 model's chat template and image processor (no system prompt or task suffix is added: the request's messages
-are the whole prompt), and the HF engine (:func:`openrlhf.eval.checkpoint.make_engine`) samples n responses.
+are the whole prompt), and the HF engine (:func:`openrlhf.eval.checkpoint.make_engine`) samples n responses;
+requests that wait together with equal sampling parameters share one engine call
+(:class:`openrlhf.serve.batching.RequestBatcher`, up to ``max_batch_size`` prompts).
 
 Sampling: temperature T (default 1; 0 = greedy), top_p, top_k, max_new_tokens = min(max_completion_tokens or
 max_tokens or cap, cap) with cap = ``max_new_tokens`` of the server, and the request's seed (absent: the
@@ -21,6 +23,7 @@ import uuid
 from pathlib import Path
 
 from openrlhf.rollout.base import GenerationOutput, SamplingParams
+from openrlhf.serve.batching import RequestBatcher
 from openrlhf.serve.messages import to_sample
 from openrlhf.serve.schema import (
     AssistantMessage,
@@ -40,7 +43,8 @@ def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
 
 
 class ChatModel:
-    """One checkpoint behind the chat completions API; :meth:`complete` is blocking and thread-safe (serialised)."""
+    """One checkpoint behind the chat completions API; :meth:`complete` is blocking and thread-safe (requests
+    from many threads are batched)."""
 
     def __init__(
         self,
@@ -54,6 +58,7 @@ class ChatModel:
         num_threads: int = 0,
         seed: int = 0,
         trust_remote_code: bool = False,
+        max_batch_size: int = 32,
     ) -> None:
         from openrlhf.config import Config
         from openrlhf.eval.checkpoint import make_engine
@@ -75,7 +80,8 @@ class ChatModel:
         self.encoder = PromptEncoder(cfg)
         self.engine = make_engine(cfg)
         self.created = int(time.time())
-        self._lock = threading.Lock()
+        self._encode_lock = threading.Lock()  # one tokenizer / image processor, used by every request thread
+        self.batcher = RequestBatcher(self.engine.generate, max_batch_size)
 
     def card(self) -> ModelCard:
         return ModelCard(id=self.name, created=self.created)
@@ -114,15 +120,15 @@ class ChatModel:
             raise RequestError(400, "messages", f"messages: {message}") from None
 
     def complete(self, request: ChatCompletionRequest) -> ChatCompletion:
-        """Generate the request's n choices (blocking; one request at a time)."""
+        """Generate the request's n choices (blocking; batched with other requests waiting meanwhile)."""
         if request.model != self.name:
             message = f"The model `{request.model}` does not exist (this server serves `{self.name}`)"
             raise RequestError(404, "model", message, code="model_not_found")
         params = self.sampling_params(request)
         stops = request.stop_strings()
-        with self._lock:
+        with self._encode_lock:
             prompt = self._encode(request)
-            outputs: list[GenerationOutput] = self.engine.generate([prompt], params)[0]
+        outputs: list[GenerationOutput] = self.batcher.submit(prompt, params)
         choices = []
         for index, out in enumerate(outputs):
             text, stopped = cut_at_stop(out.text, stops)

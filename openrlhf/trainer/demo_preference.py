@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ def judge_server_config(judge_url: str, out_path: Path) -> Path:
     from openrlhf.cli.common import CONFIG_DIR
 
     recipes = yaml.safe_load((CONFIG_DIR / RECIPES).read_text(encoding="utf-8"))
-    recipes["judge"].update(base_url=judge_url, model=JUDGE_NAME, concurrency=2, timeout_s=30, max_tokens=4)
+    recipes["judge"].update(base_url=judge_url, model=JUDGE_NAME, concurrency=16, timeout_s=30, max_tokens=4)
     out_path.write_text(yaml.safe_dump(recipes, sort_keys=False), encoding="utf-8")
     return out_path
 
@@ -50,7 +51,7 @@ def judge_agreement(judge_url: str, rows_path: Path) -> dict[str, float]:
     rows = [json.loads(line) for line in rows_path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
     async def ask_all() -> list:
-        client = JudgeClient(JudgeEndpoint(base_url=judge_url, model=JUDGE_NAME, max_tokens=4, concurrency=2))
+        client = JudgeClient(JudgeEndpoint(base_url=judge_url, model=JUDGE_NAME, max_tokens=4, concurrency=16))
         try:
             return await asyncio.gather(*(client.ask(row["problem"], parse_verdict, "0 or 1") for row in rows))
         finally:
@@ -108,7 +109,11 @@ def run_preference_demo(cfg: Config, work: Path, model_dir: Path, data: dict[str
         start_model = sft_summary["sft_model"]
 
     reports = {"before": pairwise_eval(cfg, start_model, data["heldout"], work / "eval_before.json")}
-    with LocalModelServer(work / "judge_model", name=JUDGE_NAME, log_dir=work) as judge:
+    # Both cores for the judge while the reward phase asks it (the trainer's workers wait then); its OpenMP
+    # threads sleep rather than spin between requests, while the workers train (docs/benchmarks.md, OpenMP).
+    omp = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    judge_server = LocalModelServer(work / "judge_model", name=JUDGE_NAME, log_dir=work, num_threads=2, env=omp)
+    with judge_server as judge:
         summary.update(judge_agreement(judge.openai_url, data["judge_heldout"]))
         rl_cfg = cfg.model_copy(deep=True)
         rl_cfg.demo.enable = False

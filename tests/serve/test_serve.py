@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
@@ -147,6 +148,26 @@ def test_unknown_model_is_404_like_openai(client):
     assert info.value.body["code"] == "model_not_found" and "gpt-4o" in info.value.message
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("gpt-4o")
+
+
+def test_concurrent_requests_share_engine_calls_and_get_their_own_answers(served, client):
+    """Greedy answers to different prompts: asked one at a time, then all at once from threads (batched
+    into fewer engine calls, left-padded together); each prompt gets the same answer either way."""
+    prompts = [f"Count to {k} and say {word}." for k, word in enumerate(["red", "a", "circle", "blue", "go", "x"])]
+
+    def ask(text):
+        reply = client.chat.completions.create(model=NAME, messages=user(text), max_tokens=6, temperature=0)
+        return reply.choices[0].message.content
+
+    alone = [ask(text) for text in prompts]
+    before = httpx.get(f"{served.base_url}/stats").json()
+    with ThreadPoolExecutor(len(prompts)) as pool:
+        together = list(pool.map(ask, prompts))
+    after = httpx.get(f"{served.base_url}/stats").json()
+    assert together == alone
+    assert after["requests"] - before["requests"] == len(prompts)
+    assert after["engine_calls"] - before["engine_calls"] < len(prompts), (before, after)
+    assert after["largest_batch"] > 1 and after["max_batch_size"] == 32
 
 
 # ---------------------------------------------------------------------- the app alone (no model loaded)
