@@ -126,11 +126,14 @@ def write_preference_task(
     num_judge: int = 0,
 ) -> dict[str, Path]:
     """Write images/, train.jsonl, sft.jsonl, heldout.json and (``num_judge`` > 0) judge_sft.jsonl +
-    judge_heldout.jsonl (a fifth of ``num_judge``, at least 20). ``lazy_share``: how often the SFT teacher takes Response 1 without looking. Returns the paths by name."""
+    judge_heldout.jsonl (a fifth of ``num_judge``, at least 20). ``lazy_share``: how often the SFT teacher
+    takes Response 1 without looking. Returns the paths by name (train, sft, heldout, images, judge_*)."""
     if not 0.0 <= lazy_share <= 1.0:
         raise ValueError(f"lazy_share must be in [0, 1], got {lazy_share}")
     if num_train < 1 or num_heldout < 1 or image_size < 24 or num_judge < 0:
-        raise ValueError("write_preference_task needs num_train >= 1, num_heldout >= 1 and image_size >= 24")
+        raise ValueError(
+            "write_preference_task needs num_train >= 1, num_heldout >= 1, image_size >= 24 and num_judge >= 0"
+        )
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -150,12 +153,11 @@ def write_preference_task(
         multimodal_rewardbench_row(item, image, f"pref-heldout-{i:05d}")
         for i, (item, image) in enumerate(items["heldout"])
     ]
-    paths = {name: out / name for name in ("train.jsonl", "sft.jsonl", "heldout.json")}
-    _write_jsonl(paths["train.jsonl"], train)
-    _write_jsonl(paths["sft.jsonl"], sft)
-    paths["heldout.json"].write_text(json.dumps(heldout, indent=1), encoding="utf-8")
-    result = {"train": paths["train.jsonl"], "sft": paths["sft.jsonl"], "heldout": paths["heldout.json"]}
+    result = {"train": out / "train.jsonl", "sft": out / "sft.jsonl", "heldout": out / "heldout.json"}
     result["images"] = out / "images"
+    _write_jsonl(result["train"], train)
+    _write_jsonl(result["sft"], sft)
+    result["heldout"].write_text(json.dumps(heldout, indent=1), encoding="utf-8")
     if num_judge:  # the judge's held-out examples come from the held-out items
         for name, split, count in (
             ("judge_sft", "train", num_judge),
