@@ -134,8 +134,8 @@ def run_with_config(
         print(f"{command}: error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
-        # Failures with their own clear message (reward service, checkpoint files, cluster resources,
-        # the local reward server) print one line; anything else keeps its traceback.
+        # Failures with their own clear message (reward service, checkpoint files, cluster resources, a server
+        # started on loopback: the reward service, a served judge) print one line; anything else keeps its traceback.
         if not _is_expected_failure(exc):
             raise
         print(f"{command}: error: {exc}", file=sys.stderr)
@@ -145,8 +145,8 @@ def run_with_config(
 
 def _is_expected_failure(exc: BaseException) -> bool:
     from openrlhf.trainer.checkpoint_io import CheckpointError
-    from openrlhf.trainer.local_reward_server import RewardServerStartError
     from openrlhf.trainer.reward_client import RewardError
+    from openrlhf.utils.loopback_server import ServerStartError
     from openrlhf.workers.placement import PlacementError
 
-    return isinstance(exc, (RewardError, CheckpointError, RewardServerStartError, PlacementError))
+    return isinstance(exc, (RewardError, CheckpointError, ServerStartError, PlacementError))

@@ -2,11 +2,11 @@
 ``GET /stats`` (requests answered, engine calls, largest batch).
 
 Each request waits in a worker thread (the event loop stays free for /health and for refusing bad requests);
-requests waiting together share engine calls (:class:`openrlhf.serve.batching.RequestBatcher`). Every refusal is OpenAI's error
-body ``{"error": {"message", "type", "param", "code"}}``: 400 for a malformed request (the message starts with
-the field, e.g. ``temperature: Input should be less than or equal to 2``), 404 ``model_not_found`` for a model
-this server does not serve, 401 ``invalid_api_key`` without the bearer token when one is required (``/health``
-stays open), 500 for a failure inside generation (logged).
+requests waiting together share engine calls (:class:`openrlhf.serve.batching.RequestBatcher`). Every refusal is
+OpenAI's error body ``{"error": {"message", "type", "param", "code"}}``: 400 for a malformed request (the message
+starts with the field, e.g. ``temperature: Input should be less than or equal to 2``), 404 ``model_not_found``
+for a model this server does not serve, 401 ``invalid_api_key`` without the bearer token when one is required
+(``/health`` and ``/stats``, counts only, stay open), 500 for a failure inside generation (logged).
 """
 
 from __future__ import annotations

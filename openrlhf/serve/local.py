@@ -34,12 +34,12 @@ class LocalModelServer(LoopbackServer):
         extra_args: list[str] | tuple[str, ...] = (),
         env: dict[str, str] | None = None,
     ) -> None:
+        self.log_name = f"serve-{name}.log"
         super().__init__(host, log_dir=log_dir, startup_timeout=startup_timeout, env=env)
         self.model = str(model)
         self.name = name
         self.num_threads = num_threads
         self.extra_args = list(extra_args)
-        self.log_path = self.log_dir / f"serve-{name}.log"
 
     @property
     def openai_url(self) -> str:

@@ -32,16 +32,11 @@ def run_demo(cfg: Config) -> dict[str, Any]:
     model_dir = _demo_model(cfg, work)
     data = write_demo_task(cfg.demo, work / "data", seed=cfg.train.seed)
     started = init_ray(num_cpus=8)
-    if cfg.demo.task == "preference":
-        from openrlhf.trainer.demo_preference import run_preference_demo
-
-        try:
-            summary = run_preference_demo(cfg, work, model_dir, data)
-        finally:
-            if started:
-                ray.shutdown()
-        return _finish(cfg, summary, t0)
     try:
+        if cfg.demo.task == "preference":
+            from openrlhf.trainer.demo_preference import run_preference_demo
+
+            return _finish(cfg, run_preference_demo(cfg, work, model_dir, data), t0)
         sft_summary = sft_warm_start(cfg, model_dir, data["sft"], work / "sft_model") if cfg.demo.sft else {}
         start_model = sft_summary.get("sft_model", str(model_dir))
 

@@ -89,9 +89,7 @@ def pairwise_eval(cfg: Config, model: str, heldout: Path, out: Path) -> dict[str
 
     eval_cfg = cfg.model_copy(deep=True)
     eval_cfg.actor.model_name_or_path = model
-    eval_cfg.data.eval_paths = [str(heldout)]
-    eval_cfg.eval.temperature = 1.0 if cfg.demo.voting > 1 else None
-    eval_cfg.train.output_dir = str(out.parent)
+    eval_cfg.data.eval_paths = [str(heldout)]  # eval.temperature unset: 1.0 for K > 1, greedy for K = 1
     return evaluate_reward_model(eval_cfg, voting=cfg.demo.voting, order="both", out=str(out))
 
 

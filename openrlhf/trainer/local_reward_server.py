@@ -15,13 +15,9 @@ from pathlib import Path
 
 from openrlhf.config import RewardConfig
 from openrlhf.trainer.reward_client import RewardSource, create_reward_source
-from openrlhf.utils.loopback_server import LoopbackServer, ServerStartError, find_free_port
+from openrlhf.utils.loopback_server import LoopbackServer, find_free_port
 
-__all__ = ["LocalRewardServer", "RewardServerStartError", "find_free_port", "open_reward_source"]
-
-
-# The reward server's start failure is the generic one; the old name stays importable.
-RewardServerStartError = ServerStartError
+__all__ = ["LocalRewardServer", "find_free_port", "open_reward_source"]  # find_free_port: used by the tests
 
 
 class LocalRewardServer(LoopbackServer):

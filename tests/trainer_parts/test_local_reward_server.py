@@ -14,8 +14,9 @@ import httpx
 import pytest
 
 from openrlhf.config import RewardConfig
-from openrlhf.trainer.local_reward_server import LocalRewardServer, RewardServerStartError, open_reward_source
+from openrlhf.trainer.local_reward_server import LocalRewardServer, open_reward_source
 from openrlhf.trainer.reward_client import RemoteRewardClient, RewardServiceError, create_reward_source
+from openrlhf.utils.loopback_server import ServerStartError
 
 SMALL_CONFIG = str(Path(__file__).with_name("small_recipes.yaml"))  # math recipe, 1 worker, no WordNet
 REPO = Path(__file__).resolve().parents[2]
@@ -104,13 +105,13 @@ def test_service_killed_mid_run_retries_then_names_the_url(tmp_path):
 def test_service_that_exits_at_start_shows_its_log(tmp_path):
     bad = tmp_path / "bad_recipes.yaml"
     bad.write_text("default_recipe: nope\nrecipes:\n  math:\n    components:\n      - {fn: format}\n")
-    with pytest.raises(RewardServerStartError) as err:
+    with pytest.raises(ServerStartError) as err:
         LocalRewardServer(str(bad), log_dir=tmp_path).start()
     message = str(err.value)
     assert "exited with code 2" in message and "bad config" in message and "nope" in message
     assert str(tmp_path / "reward_server.log") in message
 
-    with pytest.raises(RewardServerStartError, match="unrecognized arguments: --no-such-flag"):
+    with pytest.raises(ServerStartError, match="unrecognized arguments: --no-such-flag"):
         LocalRewardServer(log_dir=tmp_path, extra_args=["--no-such-flag"]).start()
     with pytest.raises(FileNotFoundError, match="reward.server_config: file not found: .*missing.yaml"):
         LocalRewardServer(str(tmp_path / "missing.yaml"))
@@ -118,7 +119,7 @@ def test_service_that_exits_at_start_shows_its_log(tmp_path):
 
 def test_service_that_is_not_up_in_time_is_stopped(tmp_path):
     server = LocalRewardServer(SMALL_CONFIG, log_dir=tmp_path, startup_timeout=0.05)
-    with pytest.raises(RewardServerStartError, match=r"did not answer http://127.0.0.1:\d+/health within 0.05 s"):
+    with pytest.raises(ServerStartError, match=r"did not answer http://127.0.0.1:\d+/health within 0.05 s"):
         server.start()
     assert not server.is_running() and server.pid is None
 
