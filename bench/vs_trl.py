@@ -173,9 +173,14 @@ def our_prompt_tokens(model: Path, prompts_file: Path) -> float:
 # --------------------------------------------------------------------------- commands
 
 
-# Our layouts on one machine: the rollout engine in its own Ray actor (weights copied after each step), or the
-# hybrid engine in one process (train.colocate_all: the policy worker generates with its own weights).
-VARIANTS = {"separate": [], "hybrid": ["--train.colocate_all", "true"]}
+# Our layouts on one machine: the rollout engine in its own Ray actor (weights copied after each step); the
+# hybrid engine (train.colocate_all: the policy worker generates with its own weights), which with one rank runs
+# in the driver's process without Ray (train.worker_mode auto -> in_driver); the same as a Ray actor.
+VARIANTS = {
+    "separate": [],
+    "hybrid": ["--train.colocate_all", "true"],
+    "hybrid-ray": ["--train.colocate_all", "true", "--train.worker_mode", "ray"],
+}
 
 
 def ours_command(shape: str, steps: int, inputs: dict[str, Path], out_dir: Path, variant: str) -> list[str]:
@@ -446,8 +451,10 @@ NOTES = [
     "TRL 1.16 skips the old-log-prob forward when num_iterations=1 and generation is aligned with the optimizer "
     "step (old_per_token_logps=None). Ours does too when its metrics say train/old_logprobs_from_training=1 "
     "(ours.old_logprobs_from_training); otherwise ours runs one more no-grad forward (timing/logprobs).",
-    "Ours' whole-process time includes Ray start-up, worker placement, a final checkpoint and the HF export of the "
-    "final model (always done); TRL's includes its imports, model load and dataset preparation (nothing saved).",
+    "Ours' whole-process time includes Ray start-up and worker placement (not for 'hybrid': one rank that "
+    "generates itself runs in the driver's process, train.worker_mode auto), a final checkpoint and the HF export "
+    "of the final model (always done); TRL's includes its imports, model load and dataset preparation (nothing "
+    "saved).",
     "TRL's GRPOConfig defaults gradient_checkpointing=True and bf16=True; both are off here, as in ours.",
     "Each side sets its own thread split: ours workers pick theirs, TRL uses torch's default (trl.torch_num_threads).",
     "Both sides run the same transformers (the project's; --trl-transformers overrides): 5.21+ decodes GQA models "

@@ -381,6 +381,12 @@ class TrainConfig(Section):
     max_steps: int = Field(0, ge=0, description="0: until the episodes end")
     colocate_all: bool = False
     colocate_actor_ref: bool = False
+    worker_mode: Literal["auto", "ray", "in_driver"] = Field(
+        "auto",
+        description="where the workers run: ray (actors in their own processes) or in_driver (objects in the "
+        "driver's process, no Ray started); in_driver needs one policy rank that generates itself "
+        "(colocate_all, in_process weight sync); auto: in_driver then, unless RAY_ADDRESS is set or Ray runs",
+    )
     max_nonfinite_skips: int = Field(3, ge=1, description="stop after this many non-finite updates in a row")
     inject_nonfinite_at_steps: list[int] = Field(
         default_factory=list, description="fault injection: make the loss non-finite at these steps (tests)"

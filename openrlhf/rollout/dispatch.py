@@ -71,7 +71,7 @@ def generate_on_engines(
     engines: Sequence[Any], requests: Sequence[GenerationRequest], params: SamplingParams
 ) -> list[list[GenerationOutput]]:
     """Run ``generate`` on every engine (Ray actor handles) over its shard; outputs in request order."""
-    import ray
+    from openrlhf.workers.in_driver import wait_for
 
     if not engines:
         raise ValueError("generate_on_engines: no rollout engines")
@@ -82,7 +82,7 @@ def generate_on_engines(
         if shard
     ]
     outputs: list[list[GenerationOutput]] = []
-    for result in ray.get(refs):
+    for result in wait_for(refs):
         outputs.extend(result)
     if len(outputs) != len(requests):
         raise RuntimeError(f"generate_on_engines: {len(outputs)} results for {len(requests)} requests")
@@ -91,6 +91,6 @@ def generate_on_engines(
 
 def call_engines(engines: Sequence[Any], method: str, *args: Any, **kwargs: Any) -> list[Any]:
     """Call one method on every engine actor and wait for all (sleep, wake_up, update_weights, ...)."""
-    import ray
+    from openrlhf.workers.in_driver import wait_for
 
-    return ray.get([getattr(engine, method).remote(*args, **kwargs) for engine in engines])
+    return wait_for([getattr(engine, method).remote(*args, **kwargs) for engine in engines])

@@ -54,6 +54,7 @@ class RLTrainer:
         self.output_dir = Path(cfg.train.output_dir)
         self.ckpt_root = Path(cfg.ckpt.path) if cfg.ckpt.path else self.output_dir / "ckpt"
         self.step = 0
+        self.worker_mode = "ray"  # or "in_driver", resolved when the run starts (fit)
         self.history: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ setup
@@ -106,6 +107,12 @@ class RLTrainer:
         cfg = self.cfg
         self.backend = resolve_backend(cfg)
         sync_mode = resolve_weight_sync(cfg, self.backend)  # refuses an impossible combination before any worker
+        cfg_dict = cfg.model_dump(mode="json")
+        self.placement_groups = []
+        if self.worker_mode == "in_driver":
+            self._start_workers_in_driver(cfg_dict, total_optimizer_steps)
+            self.pusher = WeightPusher(cfg, self.policy, self.engines, self.backend)
+            return
         spec = bundle_spec(cfg)
         print(
             f"[train] rollout backend {self.backend}, weight sync {sync_mode}; bundles of {spec.as_bundle()} "
@@ -118,7 +125,6 @@ class RLTrainer:
             if (cfg.train.colocate_actor_ref or cfg.train.colocate_all)
             else (cfg.ref.num_nodes * cfg.ref.num_gpus_per_node)
         )
-        cfg_dict = cfg.model_dump(mode="json")
         num_engines = cfg.vllm.num_engines
         engine_bundles = engine_bundle_count(cfg, self.backend)
         if cfg.train.colocate_all and engine_bundles > world:
@@ -172,6 +178,26 @@ class RLTrainer:
             self.engines = create_rollout_engines(cfg, placement_group=engine_pg)
         self.world = world
         self.pusher = WeightPusher(cfg, self.policy, self.engines, self.backend)
+
+    def _start_workers_in_driver(self, cfg_dict: dict, total_optimizer_steps: int) -> None:
+        """One policy rank (and its reference) as objects in this process; the policy is its own engine."""
+        from openrlhf.workers.placement import WorkerGroup
+        from openrlhf.workers.policy_worker import PolicyWorker
+        from openrlhf.workers.reference_worker import ReferenceWorker
+
+        print("[train] workers in the driver's process (train.worker_mode): one policy rank that generates itself")
+        self.policy = WorkerGroup.in_driver(
+            PolicyWorker,
+            name="policy",
+            init_kwargs={"cfg_dict": cfg_dict, "total_optimizer_steps": total_optimizer_steps},
+        )
+        self.reference = None
+        if self.use_reference:
+            self.reference = WorkerGroup.in_driver(
+                ReferenceWorker, name="reference", init_kwargs={"cfg_dict": cfg_dict}
+            )
+        self.engines = list(self.policy.handles)
+        self.world = 1
 
     # ------------------------------------------------------------------ one step
 
@@ -398,14 +424,16 @@ class RLTrainer:
             # and the workers import and initialise in their own processes.
             pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="prompt-encoder"))
             encoder = pool.submit(PromptEncoder, cfg)
-            started_ray = init_ray(num_cpus=self.required_cpus())
-            if started_ray:
+            from openrlhf.plan import check_plan, format_plan
+            from openrlhf.rollout.factory import resolve_backend
+            from openrlhf.trainer.weight_push import resolve_weight_sync
+            from openrlhf.workers.in_driver import resolve_worker_mode
+
+            self.worker_mode = resolve_worker_mode(cfg, resolve_weight_sync(cfg, resolve_backend(cfg)))
+            if self.worker_mode == "ray" and init_ray(num_cpus=self.required_cpus()):
                 import ray
 
                 stack.callback(ray.shutdown)  # registered first, so it runs after the workers are gone
-            from openrlhf.plan import check_plan, format_plan
-            from openrlhf.rollout.factory import resolve_backend
-
             # The placement and memory plan, before any placement group: a run that cannot fit stops here.
             plan = check_plan(cfg, backend=resolve_backend(cfg))
             (self.output_dir / "plan.txt").write_text(format_plan(plan) + "\n")
@@ -414,6 +442,8 @@ class RLTrainer:
             # Workers, engines and placement groups go away also when the run fails or stops early,
             # so a Ray cluster that outlives this run (tests, `ray job submit`) gets its resources back.
             stack.callback(self._shutdown)
+            if self.worker_mode == "in_driver":  # transformers' lazy imports are not safe in two threads at once
+                self.encoder = encoder.result()
             self._start_workers(total_optimizer_steps)
             self.encoder = encoder.result()
             self.sync_weights()
@@ -487,12 +517,17 @@ class RLTrainer:
 
     def _shutdown(self) -> None:
         """Kill whatever of the workers, engines and placement groups was started (safe to call twice)."""
-        import ray
-        from ray.util.placement_group import remove_placement_group
-
         for group in (getattr(self, "policy", None), getattr(self, "reference", None)):
             if group is not None:
                 group.shutdown()
+        if self.worker_mode == "in_driver":
+            # The engine was the policy itself, closed above. The process group of one stays: DeepSpeed keeps
+            # its groups in module globals, and a later in-driver run in this process reuses both.
+            self.engines = []
+            return
+        import ray
+        from ray.util.placement_group import remove_placement_group
+
         for engine in getattr(self, "engines", []):
             ray.kill(engine, no_restart=True)  # (policy ranks serving as engines: already gone, a no-op)
         self.engines = []

@@ -124,9 +124,8 @@ def generate(engines: list, prompts: list[EncodedPrompt], params: SamplingParams
     Engine i samples with ``engine_params(params, i)``: its own seed derived from the step's, from which the
     vLLM engine derives one per prompt (openrlhf/rollout/dispatch.py), so no two prompts share a stream.
     """
-    import ray
-
     from openrlhf.rollout.dispatch import engine_params
+    from openrlhf.workers.in_driver import wait_for
 
     if not prompts:
         return []
@@ -136,7 +135,7 @@ def generate(engines: list, prompts: list[EncodedPrompt], params: SamplingParams
         for index, (engine, shard) in enumerate(zip(engines, shards, strict=False))
         if shard
     ]
-    results = ray.get(refs)
+    results = wait_for(refs)
     per_prompt: list[list[GenerationOutput]] = [None] * len(prompts)  # type: ignore[list-item]
     for engine_index, result in enumerate(results):
         for k, outs in enumerate(result):

@@ -74,9 +74,9 @@ class WeightPusher:
     # ------------------------------------------------------------------ sleep / wake
 
     def _engines_call(self, method: str, *args) -> list:
-        import ray
+        from openrlhf.workers.in_driver import wait_for
 
-        return ray.get([getattr(e, method).remote(*args) for e in self.engines])
+        return wait_for([getattr(e, method).remote(*args) for e in self.engines])
 
     def after_generation(self) -> None:
         """The engines are done for this step: free their memory for training (vllm.enable_sleep)."""

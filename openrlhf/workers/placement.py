@@ -115,27 +115,46 @@ class WorkerGroup:
             )
             self.handles.append(handle)
 
+    @classmethod
+    def in_driver(cls, worker_cls: type, *, init_kwargs: dict[str, Any], name: str = "worker") -> WorkerGroup:
+        """One rank built in this process (openrlhf/workers/in_driver.py), called as the actors are."""
+        from openrlhf.workers.distributed import free_port
+        from openrlhf.workers.in_driver import InDriverHandle
+
+        group = cls.__new__(cls)
+        group.name = name
+        worker = worker_cls(
+            rank=0, world_size=1, master_addr="127.0.0.1", master_port=free_port(), workers_on_node=1, **init_kwargs
+        )
+        group.handles = [InDriverHandle(worker)]
+        return group
+
     def __len__(self) -> int:
         return len(self.handles)
 
     def call(self, method: str, *args, **kwargs) -> list:
         """Call ``method`` with the same arguments on every rank; wait for all results."""
-        import ray
+        from openrlhf.workers.in_driver import wait_for
 
-        return ray.get([getattr(h, method).remote(*args, **kwargs) for h in self.handles])
+        return wait_for([getattr(h, method).remote(*args, **kwargs) for h in self.handles])
 
     def call_per_rank(self, method: str, per_rank_args: list[tuple], **kwargs) -> list:
-        import ray
+        from openrlhf.workers.in_driver import wait_for
 
         if len(per_rank_args) != len(self.handles):
             raise ValueError(f"{self.name}: {len(per_rank_args)} argument sets for {len(self.handles)} workers")
-        return ray.get(
+        return wait_for(
             [getattr(h, method).remote(*a, **kwargs) for h, a in zip(self.handles, per_rank_args, strict=False)]
         )
 
     def shutdown(self) -> None:
-        import ray
+        from openrlhf.workers.in_driver import is_in_driver
 
         for handle in self.handles:
-            ray.kill(handle, no_restart=True)
+            if is_in_driver(handle):
+                handle.close()
+            else:
+                import ray
+
+                ray.kill(handle, no_restart=True)
         self.handles = []

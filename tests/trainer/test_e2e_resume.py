@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
 from safetensors.torch import load_file
 
 from openrlhf.trainer.local_cluster import end_leftovers_of_dead_runs, session_processes
@@ -32,19 +33,28 @@ COMPARED = (
 )
 
 
-def test_resumed_step_equals_the_uninterrupted_step(ray_cluster, task, tmp_path):
+# Two policy ranks in Ray actors, and one self-generating rank in the driver's process (train.worker_mode).
+LAYOUTS = {
+    "ray-2-ranks": (),
+    "in-driver": ("--actor.num_gpus_per_node", "1", "--train.colocate_all", "true", "--train.worker_mode", "in_driver"),
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_resumed_step_equals_the_uninterrupted_step(ray_cluster, task, tmp_path, layout):
     """Run 2 steps saving every step; resume a new run from the step-1 checkpoint; step 2 must match.
 
     The step-1 checkpoint of the uninterrupted run holds exactly what a run stopped after step 1 would
     save (policy, optimizer, scheduler, worker RNG, prompt position, KL controller), so it stands for it.
     """
+    extra = (*with_reward_func(task), *LAYOUTS[layout])
     full = tmp_path / "full"
-    run_training(small_run_args(task, full, *with_reward_func(task), "--ckpt.interval", "1", "--ckpt.keep", "3"))
+    run_training(small_run_args(task, full, *extra, "--ckpt.interval", "1", "--ckpt.keep", "3"))
     resumed = tmp_path / "resumed"
     shutil.copytree(full / "ckpt" / "global_step1", resumed / "ckpt" / "global_step1")
     # the killed run's log: it got to log step 2 (and tore a line) before dying, after the step-1 checkpoint
     (resumed / "metrics.jsonl").write_text((full / "metrics.jsonl").read_text() + '{"step": 3, "rew')
-    summary = run_training(small_run_args(task, resumed, *with_reward_func(task), "--ckpt.load_enable", "true"))
+    summary = run_training(small_run_args(task, resumed, *extra, "--ckpt.load_enable", "true"))
     assert summary["steps"] == 2
     # the log continues: every step exactly once, step 1 as the first run logged it, step 2 logged again
     assert [r["step"] for r in read_metrics(resumed)] == [1, 2]
