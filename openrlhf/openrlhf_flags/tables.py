@@ -287,12 +287,6 @@ ALIASES: dict[str, Alias] = {alias.name: alias for alias in ALIAS_LIST}
 
 REFUSAL_LIST: tuple[Refusal, ...] = (
     # not yet: other issues add them under these names
-    Refusal(
-        "train.async_enable",
-        "generation overlapped with training",
-        "leave it out for now (steps run generation and training one after the other)",
-        ISSUE_ASYNC,
-    ),
     Refusal("train.async_queue_size", "the async pipeline's queue", "leave it out for now", ISSUE_ASYNC),
     Refusal(
         "train.partial_rollout_enable",

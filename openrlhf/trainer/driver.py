@@ -18,6 +18,7 @@ import torch
 
 from openrlhf.config import Config, ConfigError, dump_config
 from openrlhf.data.sample import Sample
+from openrlhf.trainer.async_rollouts import AsyncRollouts, ProducedBatch, overlap_share
 from openrlhf.trainer.evaluation import BestModel
 from openrlhf.trainer.experience_maker import (
     PromptEncoder,
@@ -41,6 +42,9 @@ def _nanmean(values) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
+PENDING_ROLLOUTS_FILE = "pending_rollouts.pt"
+
+
 class RLTrainer:
     def __init__(self, cfg: Config, *, print_summary: bool = True) -> None:
         """``print_summary=False``: write summary.json without printing it (a caller that prints its own)."""
@@ -55,6 +59,10 @@ class RLTrainer:
         self.ckpt_root = Path(cfg.ckpt.path) if cfg.ckpt.path else self.output_dir / "ckpt"
         self.step = 0
         self.worker_mode = "ray"  # or "in_driver", resolved when the run starts (fit)
+        self.pending: list[ProducedBatch] = []  # generated, untrained batches a checkpoint saved (async mode)
+        self.rollouts: AsyncRollouts | None = None  # the producer thread in async mode (train.async_enable)
+        self.train_windows: list[tuple[float, float]] = []  # when the policy computed, for async/overlap
+        self.timeline: list[tuple[str, str, float, float]] = []  # the last step's (role, phase, start, end)
         self.history: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ setup
@@ -216,6 +224,54 @@ class RLTrainer:
         return Rollout(prompts, outputs, self.cfg.rollout.n_samples_per_prompt)
 
     def train_step(self) -> dict[str, float]:
+        """One synchronous step: the next batch (a checkpoint's saved batch first), then train on it."""
+        t_step = time.perf_counter()
+        produced = self.pending.pop(0) if self.pending else self._produce(self.step, self.step)
+        return self._consume(produced, t_step, self.sync_weights)
+
+    def async_step(self) -> dict[str, float]:
+        """One asynchronous step: take batch ``step`` from the producer thread (generated up to
+        train.max_staleness versions ago, while earlier steps trained), train on it, push the new weights."""
+        t_step = time.perf_counter()
+        produced, waited = self.rollouts.take(self.step)
+        version = self.step + 1
+        pushed = []
+
+        def push() -> None:
+            self.rollouts.push(version, self.sync_weights)
+            pushed.append(True)
+
+        metrics = self._consume(produced, t_step, push)
+        if not pushed:  # a step without an update (no signal) still advances the schedule
+            self.rollouts.push(version, lambda: None)
+        metrics["async/staleness"] = float(self.step - produced.policy_version)
+        metrics["async/overlap"] = overlap_share(produced.generation_window, self.train_windows)
+        metrics["timing/wait_for_rollout"] = waited
+        del self.train_windows[: -2 * self.cfg.train.max_staleness - 2]
+        return metrics
+
+    def _produce(self, index: int, policy_version: int) -> ProducedBatch:
+        """Batch ``index`` (trained at step index + 1): prompts -> generate -> score. The producer thread's
+        work in async mode (openrlhf/trainer/async_rollouts.py)."""
+        t0 = t = time.perf_counter()
+        before = self.stream.state()
+        samples = self.stream.next_batch()
+        try:
+            rollout = self._make_rollout(samples, seed=self.cfg.train.seed * 100003 + index)
+            self.pusher.after_generation()
+            t1 = time.perf_counter()
+            timings = {"generation": t1 - t}
+            t = time.perf_counter()
+            score(self.reward_source, self.encoder, rollout)
+            t2 = time.perf_counter()
+            timings["reward"] = t2 - t
+        except BaseException:
+            self.stream.load_state(before)  # a checkpoint saved now resumes with these prompts
+            raise
+        return ProducedBatch(index, rollout, policy_version, self.stream.state(), timings, (t0, t1), (t1, t2))
+
+    def _consume(self, produced: ProducedBatch, t_step: float, push_weights) -> dict[str, float]:
+        """Train on one produced batch: experience -> log-probs -> advantages -> train -> ``push_weights()``."""
         from openrlhf.algorithms import (
             compute_advantages,
             dynamic_filter_groups,
@@ -225,16 +281,13 @@ class RLTrainer:
 
         cfg = self.cfg
         n = cfg.rollout.n_samples_per_prompt
-        timings: dict[str, float] = {}
-        t_step = t = time.perf_counter()
-        samples = self.stream.next_batch()
-        rollout = self._make_rollout(samples, seed=cfg.train.seed * 100003 + self.step)
-        self.pusher.after_generation()
-        timings["generation"] = time.perf_counter() - t
-        t = time.perf_counter()
-        score(self.reward_source, self.encoder, rollout)
-        timings["reward"] = time.perf_counter() - t
-
+        rollout = produced.rollout
+        timings: dict[str, float] = dict(produced.timings)
+        self.timeline = [
+            ("engines", "generation", *produced.generation_window),
+            ("driver", "reward", *produced.reward_window),
+        ]
+        t_compute = time.perf_counter()
         exp = build_experience(rollout, self.encoder.tokenizer.pad_token_id)
         metrics: dict[str, float] = {}
         truncated = torch.tensor([o.finish_reason == "length" for o in rollout.outputs])
@@ -303,14 +356,19 @@ class RLTrainer:
             inject_nonfinite=inject,
         )
         timings["train"] = time.perf_counter() - t
+        self.train_windows.append((t_compute, time.perf_counter()))
         for key in results[0]:
             metrics[f"policy/{key}"] = _nanmean([r.get(key, float("nan")) for r in results])
         if self.reference is not None and "kl/mean" not in metrics and "policy/kl" in metrics:
             metrics["kl/mean"] = metrics["policy/kl"]
 
         t = time.perf_counter()
-        self.sync_weights()
+        push_weights()
         timings["weight_sync"] = time.perf_counter() - t
+        self.timeline += [
+            ("policy", "train", *self.train_windows[-1]),
+            ("policy", "weight_sync", t, t + timings["weight_sync"]),
+        ]
         if self.reference is not None and "kl/mean" in metrics:
             self.kl_controller.update(metrics["kl/mean"], exp.batch_size)
             metrics["kl/coef"] = kl_coef
@@ -358,15 +416,20 @@ class RLTrainer:
         )
 
         final = checkpoint_dir(self.ckpt_root, self.step)
+        # Batches generated but not trained yet (async mode: by weights no checkpoint holds) are saved, and the
+        # prompt stream's position is the one after the last of them.
+        pending = self.rollouts.pending() if self.rollouts is not None else list(self.pending)
         with atomic_directory(final) as tmp:
             self.policy.call("save_checkpoint", str(tmp.parent), tmp.name, {"optimizer_steps": self.step})
             if self.cfg.ckpt.save_hf:
                 self.policy.call("export_hf", str(tmp / "hf"))
+            if pending:
+                torch.save(pending, tmp / PENDING_ROLLOUTS_FILE)
             save_driver_state(
                 tmp,
                 {
                     "step": self.step,
-                    "stream": self.stream.state(),
+                    "stream": pending[-1].stream_state if pending else self.stream.state(),
                     "kl_controller": self.kl_controller.state_dict(),
                     "history": self.history,
                     "best_model": self.best.state(),
@@ -386,6 +449,8 @@ class RLTrainer:
             return
         state = load_driver_state(latest)
         self.policy.call("load_checkpoint", str(latest.parent), latest.name)
+        if (latest / PENDING_ROLLOUTS_FILE).is_file():
+            self.pending = torch.load(latest / PENDING_ROLLOUTS_FILE, weights_only=False)
         self.step = int(state["step"])
         self.stream.load_state(state["stream"])
         self.kl_controller.load_state_dict(state["kl_controller"])
@@ -399,11 +464,12 @@ class RLTrainer:
     def fit(self) -> dict[str, Any]:
         from openrlhf.algorithms import make_kl_controller
         from openrlhf.trainer.local_reward_server import open_reward_source
-        from openrlhf.trainer.metrics import MetricsLogger, prepare_metrics_for_resume, write_summary
+        from openrlhf.trainer.metrics import MetricsLogger, prepare_metrics_for_resume, write_summary, write_timeline
         from openrlhf.trainer.plots import plot_learning_curves
         from openrlhf.trainer.ray_setup import init_ray
 
         cfg = self.cfg
+        self.t_start = time.perf_counter()
         self.output_dir.mkdir(parents=True, exist_ok=True)
         (self.output_dir / "config.yaml").write_text(dump_config(cfg))
         train_samples, heldout = self._load_data()
@@ -429,6 +495,11 @@ class RLTrainer:
             from openrlhf.trainer.weight_push import resolve_weight_sync
             from openrlhf.workers.in_driver import resolve_worker_mode
 
+            if cfg.train.async_enable and cfg.train.colocate_all:  # (a config OpenRLHF's async example loads)
+                raise ValueError(
+                    "train.async_enable with train.colocate_all: the engines and the policy share devices and take "
+                    "turns, so there is nothing to overlap; give the engines their own bundles (colocate_all false)"
+                )
             self.worker_mode = resolve_worker_mode(cfg, resolve_weight_sync(cfg, resolve_backend(cfg)))
             if self.worker_mode == "ray" and init_ray(num_cpus=self.required_cpus()):
                 import ray
@@ -458,9 +529,24 @@ class RLTrainer:
                 MetricsLogger(self.output_dir, cfg.logger, total_steps, start_step=self.step, append=self.step > 0)
             )
             stop_reason = None
+            if cfg.train.async_enable:
+                print(
+                    f"[train] async: the engines generate up to {cfg.train.max_staleness} step(s) ahead of the "
+                    f"policy; importance correction vs the sampler: algo.clip.tis_cap={cfg.algo.clip.tis_cap:g}"
+                    + (" (off)" if not cfg.algo.clip.tis_cap else "")
+                )
+                self.rollouts = AsyncRollouts(
+                    self._produce,
+                    first_batch=self.step,
+                    total_batches=total_steps,
+                    max_staleness=cfg.train.max_staleness,
+                    pending=self.pending,
+                )
+                self.pending = []
+                stack.callback(self._close_rollouts)
             while self.step < total_steps:
                 try:
-                    metrics = self.train_step()
+                    metrics = self.train_step() if self.rollouts is None else self.async_step()
                 except Exception as exc:
                     if not _is_reward_failure(exc):
                         raise
@@ -474,6 +560,7 @@ class RLTrainer:
                     metrics.update(self.evaluate(heldout))
                 self.history.append({"step": self.step, **metrics})
                 logger.log(self.step, metrics)
+                write_timeline(self.output_dir / "timeline.jsonl", self.step, self.timeline, self.t_start)
                 skips = metrics.get("policy/nonfinite_skips_in_a_row", 0.0)
                 if skips >= cfg.train.max_nonfinite_skips:
                     stop_reason = (
@@ -484,6 +571,7 @@ class RLTrainer:
                 if cfg.ckpt.interval and self.step % cfg.ckpt.interval == 0:
                     self.save_checkpoint()
             final_ckpt = self.save_checkpoint()
+            self._close_rollouts()
             if stop_reason:
                 raise TrainingStopped(f"{stop_reason}; checkpoint saved to {final_ckpt}")
             after = self.evaluate(heldout)
@@ -514,6 +602,11 @@ class RLTrainer:
             plot_learning_curves(self.output_dir / "metrics.jsonl", self.output_dir / "learning_curves.png")
         write_summary(self.output_dir, summary, print_table=self.print_summary)
         return summary
+
+    def _close_rollouts(self) -> None:
+        if self.rollouts is not None:
+            self.rollouts.close()
+            self.rollouts = None
 
     def _shutdown(self) -> None:
         """Kill whatever of the workers, engines and placement groups was started (safe to call twice)."""

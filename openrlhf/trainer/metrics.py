@@ -240,3 +240,13 @@ def write_summary(output_dir: str | os.PathLike[str], summary: Mapping[str, Any]
             table.add_row(str(key), _format_cell(value))
         Console().print(table)
     return path
+
+
+def write_timeline(path: str | os.PathLike[str], step: int, events: Iterable[tuple], t0: float) -> None:
+    """Append one step's phases to timeline.jsonl: {"step", "role", "phase", "start", "end"}, seconds since ``t0``
+    (the run's start). Roles: engines (generation), driver (reward), policy (train, weight_sync); in async mode
+    a step's generation ran during the step before (bench/async_vs_sync.py draws them)."""
+    with open(path, "a", encoding="utf-8") as handle:
+        for role, phase, start, end in events:
+            row = {"step": step, "role": role, "phase": phase, "start": round(start - t0, 4), "end": round(end - t0, 4)}
+            handle.write(json.dumps(row) + "\n")

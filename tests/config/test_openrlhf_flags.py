@@ -158,7 +158,7 @@ def test_example_flags_accepted_or_refused_by_name():
 
 def test_not_yet_supported_flags_name_their_issue():
     for flag, issue in {
-        "train.async_enable": 13,
+        "train.async_queue_size": 13,
         "train.partial_rollout_enable": 13,
     }.items():
         assert f"not supported yet (issue #{issue})" in refusal_of(flag, [])
@@ -399,10 +399,16 @@ def test_value_count_and_bad_values_name_the_key():
 
 def test_all_problems_reported_together():
     with pytest.raises(ConfigError) as err:
-        parse_overrides(["--critic.num_nodes", "1", "--train.async_enable", "--vllm.num_engine", "2", "--pretrain", "x",
-                         "--train.seed", "a", "b"])  # fmt: skip
+        parse_overrides(["--critic.num_nodes", "1", "--train.partial_rollout_enable", "--vllm.num_engine", "2",
+                         "--pretrain", "x", "--train.seed", "a", "b"])  # fmt: skip
     message = str(err.value)
-    for text in ("--critic.num_nodes", "--train.async_enable", "vllm.num_engine", "--pretrain", "--train.seed"):
+    for text in (
+        "--critic.num_nodes",
+        "--train.partial_rollout_enable",
+        "vllm.num_engine",
+        "--pretrain",
+        "--train.seed",
+    ):
         assert text in message
 
 
@@ -436,7 +442,7 @@ def test_yaml_takes_openrlhf_names(tmp_path):
 
 def test_yaml_refusals_name_the_file(tmp_path):
     path = tmp_path / "critic.yaml"
-    path.write_text("critic:\n  num_nodes: 1\ntrain:\n  async_enable: true\n")
+    path.write_text("critic:\n  num_nodes: 1\ntrain:\n  partial_rollout_enable: true\n")
     with pytest.raises(ConfigError) as err:
         load_config(["--config", str(path)])
     message = str(err.value)

@@ -22,14 +22,19 @@ from .helpers import (
     with_reward_func,
 )
 
+# the same guards with generation overlapped with training (train.async_enable)
+MODES = {"sync": (), "async": ("--train.async_enable", "true", "--train.max_staleness", "1")}
 
-def test_nonfinite_updates_are_skipped_then_too_many_in_a_row_stop_the_run(ray_cluster, task, tmp_path, capsys):
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_nonfinite_updates_are_skipped_then_too_many_in_a_row_stop_the_run(ray_cluster, task, tmp_path, capsys, mode):
     """Injected NaN at step 2 is skipped and the run goes on; NaN at 4 and 5 (K=2 in a row) stops it (exit 3)."""
     out = tmp_path / "run"
     args = small_run_args(
         task,
         out,
         *with_reward_func(task),
+        *MODES[mode],
         "--train.inject_nonfinite_at_steps",
         "[2, 4, 5]",
         "--train.max_nonfinite_skips",
@@ -79,7 +84,8 @@ def test_reward_server_down_at_start_is_one_clear_line(ray_cluster, task, tmp_pa
     assert time.monotonic() - t0 < 30, "the driver should fail before starting its workers"
 
 
-def test_reward_server_killed_mid_run_saves_the_last_step_and_names_the_url(ray_cluster, task, tmp_path):
+@pytest.mark.parametrize("mode", list(MODES))
+def test_reward_server_killed_mid_run_saves_the_last_step_and_names_the_url(ray_cluster, task, tmp_path, mode):
     out = tmp_path / "run"
     server = LocalRewardServer(SMALL_RECIPES, log_dir=tmp_path / "server").start()
     metrics = out / "metrics.jsonl"
@@ -107,6 +113,7 @@ def test_reward_server_killed_mid_run_saves_the_last_step_and_names_the_url(ray_
         "0.05",
         "--reward.timeout",
         "10",
+        *MODES[mode],
         steps=6,
     )
     try:

@@ -74,7 +74,8 @@ def test_resumed_step_equals_the_uninterrupted_step(ray_cluster, task, tmp_path,
         assert (a[name] == b[name]).all(), f"final weights differ at {name}"
 
 
-def test_kill_9_then_resume_logs_each_step_once_and_ends_the_killed_runs_processes(task, tmp_path):
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_kill_9_then_resume_logs_each_step_once_and_ends_the_killed_runs_processes(task, tmp_path, mode):
     """The driver is SIGKILLed mid-run; ``--ckpt.load_enable`` resumes from its last checkpoint: metrics.jsonl has
     exactly one row per step (the killed run's rows up to the checkpoint, the rest logged again once), and no
     process of the killed run's Ray survives the resumed run."""
@@ -82,7 +83,10 @@ def test_kill_9_then_resume_logs_each_step_once_and_ends_the_killed_runs_process
     env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "OMP_NUM_THREADS": "1"}
     env.pop("RAY_ADDRESS", None)
     out = tmp_path / "run"
-    args = small_run_args(task, out, *with_reward_func(task), "--ckpt.interval", "1", "--ckpt.keep", "2", steps=4)
+    extra = ("--train.async_enable", "true", "--train.max_staleness", "1") if mode == "async" else ()
+    args = small_run_args(
+        task, out, *with_reward_func(task), *extra, "--ckpt.interval", "1", "--ckpt.keep", "2", steps=4
+    )
     command = [sys.executable, "-m", "openrlhf.cli.train", *args]
     try:
         log = (tmp_path / "killed.log").open("w")
@@ -117,6 +121,8 @@ def test_kill_9_then_resume_logs_each_step_once_and_ends_the_killed_runs_process
         assert "resum" in (resumed.stdout + resumed.stderr).lower()
         steps = [r["step"] for r in read_metrics(out)]
         assert steps == [1, 2, 3, 4], steps  # each step exactly once, none lost
+        if mode == "async":  # the resumed run trained the checkpoint's saved batch first, within the bound
+            assert [r["async/staleness"] for r in read_metrics(out)] == [0.0, 1.0, 1.0, 1.0]
         assert session_processes(killed_session) == []  # the resumed run ended the killed run's leftovers
         assert (killed_session / "openrlhf_driver.ended.json").is_file()
     finally:
