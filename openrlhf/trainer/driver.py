@@ -28,6 +28,7 @@ from openrlhf.trainer.experience_maker import (
     sampling_params,
     score,
 )
+from openrlhf.trainer.preflight import absolutize_model_paths, check_reward_urls_reachable
 from openrlhf.trainer.prompt_stream import PromptStream
 from openrlhf.workers.experience import Experience
 
@@ -627,45 +628,6 @@ class RLTrainer:
         for pg in getattr(self, "placement_groups", []):
             remove_placement_group(pg)
         self.placement_groups = []
-
-
-def absolutize_model_paths(cfg: Config) -> None:
-    """Local checkpoint paths become absolute: Ray workers do not run in the driver's directory."""
-    for section in (cfg.actor, cfg.ref):
-        path = section.model_name_or_path
-        if path and Path(path).exists():
-            section.model_name_or_path = str(Path(path).resolve())
-
-
-def check_reward_urls_reachable(reward_cfg) -> None:
-    """Fail fast, before the (slow) worker setup, when a reward.remote_url accepts no TCP connection.
-
-    Tries each URL ``reward.retries + 1`` times, sleeping ``backoff * 2**k`` s between tries, like the
-    client does; raises ValueError naming the URL (the CLI prints it as one line).
-    """
-    import socket
-    from urllib.parse import urlsplit
-
-    for url in reward_cfg.remote_url:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"reward.remote_url: {url!r} is not an http(s) URL")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        last_error: OSError | None = None
-        for attempt in range(reward_cfg.retries + 1):
-            if attempt:
-                time.sleep(reward_cfg.backoff * 2 ** (attempt - 1))
-            try:
-                with socket.create_connection((parts.hostname, port), timeout=min(reward_cfg.timeout, 10.0)):
-                    last_error = None
-                    break
-            except OSError as exc:
-                last_error = exc
-        if last_error is not None:
-            raise ValueError(
-                f"reward.remote_url: the reward server {url} is not reachable "
-                f"({reward_cfg.retries + 1} tries): {last_error}"
-            )
 
 
 def old_logprobs_from_training(cfg: Config, rows: int, use_reference: bool) -> bool:

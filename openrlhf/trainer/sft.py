@@ -32,8 +32,8 @@ def run_sft(cfg: Config) -> dict[str, Any]:
     from tqdm import tqdm
 
     from openrlhf.data import load_samples
-    from openrlhf.trainer.driver import absolutize_model_paths
     from openrlhf.trainer.metrics import write_summary
+    from openrlhf.trainer.preflight import absolutize_model_paths
     from openrlhf.trainer.ray_setup import init_ray, worker_env
     from openrlhf.workers.placement import WorkerGroup, bundle_spec, create_placement_group, ranks_per_node
     from openrlhf.workers.policy_worker import PolicyWorker
