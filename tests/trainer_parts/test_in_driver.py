@@ -58,15 +58,6 @@ def _cfg(*args: str):
 HYBRID_ONE_RANK = ("--train.colocate_all", "true", "--actor.num_gpus_per_node", "1")
 
 
-def test_auto_runs_one_self_generating_rank_in_the_driver(monkeypatch):
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    import ray
-
-    if ray.is_initialized():  # another test's cluster in this process makes auto choose Ray (tested below)
-        pytest.skip("Ray runs in this process")
-    assert resolve_worker_mode(_cfg(*HYBRID_ONE_RANK), "in_process") == "in_driver"
-
-
 def test_auto_keeps_ray_for_a_cluster_several_ranks_or_separate_engines(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
     assert resolve_worker_mode(_cfg(*HYBRID_ONE_RANK), "in_process") == "ray"  # ray job submit
