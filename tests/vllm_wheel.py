@@ -114,3 +114,34 @@ def vllm_class_ast(relative_path: str, class_name: str):
         if isinstance(node, ast.ClassDef) and node.name == class_name:
             return node
     raise LookupError(f"vllm/{relative_path} defines no class {class_name}")
+
+
+def method_params(class_node, name: str) -> list[str]:
+    """The parameter names of method ``name`` of a wheel class's ``ast.ClassDef`` (self first)."""
+    import ast
+
+    for node in class_node.body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            a = node.args
+            return [p.arg for p in a.posonlyargs + a.args + a.kwonlyargs]
+    raise AssertionError(f"{class_node.name} has no method {name}")
+
+
+def method_source(relative_path: str, class_name: str, function: str) -> str:
+    """A method of a wheel class as ``ast.unparse`` writes it (normalised spacing)."""
+    import ast
+
+    node = vllm_class_ast(relative_path, class_name)
+    return ast.unparse(next(n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == function))
+
+
+def compiled_method(relative_path: str, class_name: str, function: str, namespace: dict):
+    """A method of a wheel class compiled from the wheel's own source as a plain function, its free names taken
+    from ``namespace`` (for classes whose modules cannot import here)."""
+    import ast
+
+    node = next(n for n in vllm_class_ast(relative_path, class_name).body if getattr(n, "name", "") == function)
+    node.decorator_list = []
+    code = compile(ast.fix_missing_locations(ast.Module(body=[node], type_ignores=[])), f"vllm/{relative_path}", "exec")
+    exec(code, namespace)
+    return namespace[function]

@@ -15,6 +15,8 @@ experience (as recomputed by the trainer), d_t = log pi_theta(o_t) - log pi_old(
     seq-mask-tis   L_t <- u_t 1[F <= exp(mean_t log u_t) <= C] L_t      (survivors keep their token weight)
     (with GSPO the sequence ratio is taken against the sampler instead, d_t = log pi_theta - log pi_sampler,
     and no weight is applied, as OpenRLHF does)
+  logged whenever sampler log-probs come in: the spread of u_t over response tokens (``sampler_ratio_std`` =
+  sqrt(mean_t (u_t - mean u)^2), ``sampler_ratio_max``): how far off-policy a stale or partial rollout is
 
 then  loss = agg(L) + beta * agg(KL_t) [use_kl_loss] - alpha * agg(H_t) [entropy_coef = alpha > 0],
 with agg the ``algo.loss_agg_mode`` aggregation.
@@ -202,8 +204,12 @@ def compute_policy_loss(
     metrics: dict[str, float] = {}
     if sampler_log_probs is not None:
         with torch.no_grad():
-            diff = (old_log_probs.float() - sampler_log_probs.float()).abs()
-            metrics["sampler_abs_log_prob_diff"] = float(masked_mean(diff, response_mask))
+            log_u = old_log_probs.float() - sampler_log_probs.float()
+            metrics["sampler_abs_log_prob_diff"] = float(masked_mean(log_u.abs(), response_mask))
+            u = torch.exp(log_u.clamp(max=kl_cfg.log_ratio_clamp))
+            u_mean = masked_mean(u, response_mask)
+            metrics["sampler_ratio_std"] = float(masked_mean((u - u_mean) ** 2, response_mask).sqrt())
+            metrics["sampler_ratio_max"] = float(masked_fill_padding(u, response_mask).max()) if u.numel() else 0.0
         if tis_on and not gspo:
             clip = algo_cfg.clip
             weights = truncated_is_weights(

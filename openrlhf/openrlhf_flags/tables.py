@@ -8,7 +8,6 @@ import math
 from typing import Any
 
 from openrlhf.openrlhf_flags.core import (
-    ISSUE_ASYNC,
     Alias,
     Refusal,
     _dual_clip,
@@ -208,6 +207,12 @@ ALIAS_LIST: tuple[Alias, ...] = (
     ),
     _rename("train.micro_batch_size", "train.micro_train_batch_size", "samples per GPU per forward/backward"),
     _rename("train.batch_size", "train.train_batch_size", "samples per optimizer step (OpenRLHF's default 128)"),
+    _rename(
+        "train.async_queue_size",
+        "train.max_staleness",
+        "OpenRLHF: slots of the queue by which its generator may run ahead of the trainer, so at most that many "
+        "updates between a batch's weights and its training; here the same bound, kept exactly",
+    ),
     # DeepSpeed
     _mapped(
         "ds.param_dtype",
@@ -287,13 +292,6 @@ ALIASES: dict[str, Alias] = {alias.name: alias for alias in ALIAS_LIST}
 
 REFUSAL_LIST: tuple[Refusal, ...] = (
     # not yet: other issues add them under these names
-    Refusal("train.async_queue_size", "the async pipeline's queue", "leave it out for now", ISSUE_ASYNC),
-    Refusal(
-        "train.partial_rollout_enable",
-        "partial rollouts across weight updates",
-        "leave it out for now",
-        ISSUE_ASYNC,
-    ),
     Refusal(
         "algo.advantage.is_correction_level",
         "OpenRLHF 0.11.2's gated importance correction (level / mode / gating) is not implemented in that form",

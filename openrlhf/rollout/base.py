@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,9 @@ class GenerationOutput:
     logprobs: log_softmax(logits / T) at each output token, before top-k/top-p truncation
         (see openrlhf/rollout/sampler_logprobs.py); same length as output_token_ids.
     finish_reason: "stop" (ended by eos) or "length" (hit max_new_tokens).
+    weight_switches: with partial rollouts (openrlhf/rollout/weight_switch.py), for each weight update that
+        landed while this response was generated, how many of its tokens had been sampled by then (tokens
+        before that index come from the older weights); empty when one version generated it all.
     """
 
     prompt_token_ids: list[int]
@@ -59,13 +63,24 @@ class GenerationOutput:
     text: str
     logprobs: list[float]
     finish_reason: str = "length"
+    weight_switches: list[int] = field(default_factory=list)
+
+
+FinishedGroups = list[tuple[int, list[GenerationOutput]]]
+"""Groups that finished together: (request index, its n outputs), as ``generate_stream`` yields them."""
 
 
 class RolloutEngine(ABC):
-    """generate() returns, per request, a list of n GenerationOutput."""
+    """generate() returns, per request, a list of n GenerationOutput; generate_stream() the same in pieces."""
 
     @abstractmethod
     def generate(self, requests: list[GenerationRequest], params: SamplingParams) -> list[list[GenerationOutput]]: ...
+
+    def generate_stream(self, requests: list[GenerationRequest], params: SamplingParams) -> Iterator[FinishedGroups]:
+        """generate()'s groups as they finish: each piece holds the requests whose n responses are all done,
+        so the caller scores them while the rest generate. Every request appears in exactly one piece, and the
+        responses equal generate()'s for the same params. This default yields one piece at the end."""
+        yield list(enumerate(self.generate(requests, params)))
 
     @abstractmethod
     def update_weights(self, named_tensors: Any) -> None:

@@ -99,6 +99,8 @@ def _create_hf_engines(cfg: Config, placement_group: Any, bundle_indices: list[i
         options: dict[str, Any] = {"num_cpus": cfg.train.cpus_per_worker / share, "num_gpus": gpus / share}
         if bundles is not None:
             options["scheduling_strategy"] = _strategy(placement_group, bundles[i][0])
+        if cfg.train.partial_rollout_enable:  # a weight update arrives while generate_stream runs
+            options["max_concurrency"] = 2
         engines.append(
             actor_cls.options(**options).remote(
                 cfg.actor.model_name_or_path,

@@ -13,15 +13,17 @@ are dropped at load: the :class:`SamplingParams` of each call are the whole samp
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 from transformers import GenerationConfig, LogitsProcessorList
 
-from openrlhf.rollout.base import GenerationOutput, GenerationRequest, RolloutEngine, SamplingParams
+from openrlhf.rollout.base import FinishedGroups, GenerationOutput, GenerationRequest, RolloutEngine, SamplingParams
 from openrlhf.rollout.decoding import decode_response, eos_token_ids, trim_at_eos, vision_placeholder_ids
 from openrlhf.rollout.sampler_logprobs import SamplerLogprobRecorder
+from openrlhf.rollout.weight_switch import WeightSwitch
 from openrlhf.rollout.weight_sync import (
     NamedTensors,
     SyncGroup,
@@ -86,6 +88,22 @@ class BanTokens:
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self.token_ids:
             scores[:, self.token_ids] = float("-inf")
+        return scores
+
+
+class SafePoint:
+    """A logits processor that lets waiting weight updates land (WeightSwitch.safe_point) once this step's
+    logits are computed, recording how many tokens each response had sampled by then (the step's own token
+    included: its logits are the old weights')."""
+
+    def __init__(self, switch: WeightSwitch, prompt_length: int) -> None:
+        self.switch = switch
+        self.prompt_length = prompt_length
+        self.switched_at: list[int] = []
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        ran = self.switch.safe_point()
+        self.switched_at += [input_ids.shape[1] - self.prompt_length + 1] * ran
         return scores
 
 
@@ -157,6 +175,9 @@ class HFRolloutEngine(RolloutEngine):
         self._sync_group: SyncGroup | None = None
         self._asleep = False
         self.sleeps = self.wakes = 0
+        # Partial rollouts: weight updates from a second actor thread land between decoding steps.
+        self._switch = WeightSwitch()
+        self._generation_lock = threading.Lock()  # one generation at a time (the seeded RNG is process-global)
 
     # ------------------------------------------------------------------ info
 
@@ -181,6 +202,15 @@ class HFRolloutEngine(RolloutEngine):
 
     def generate(self, requests: list[GenerationRequest], params: SamplingParams) -> list[list[GenerationOutput]]:
         """Per request, ``params.n`` sampled responses; deterministic given ``params.seed``."""
+        results: list[list[GenerationOutput]] = [[] for _ in requests]
+        for piece in self.generate_stream(requests, params):
+            for index, outputs in piece:
+                results[index] = outputs
+        return results
+
+    def generate_stream(self, requests: list[GenerationRequest], params: SamplingParams) -> Iterator[FinishedGroups]:
+        """The groups finished by each ``generate_batch_size`` chunk of rows, after that chunk (text rows first,
+        then image rows); the chunks and the RNG are generate()'s, so the responses are the same."""
         params.validate()
         self._check_requests(requests)
         if self._asleep:
@@ -188,16 +218,21 @@ class HFRolloutEngine(RolloutEngine):
         text_items = [(i, s) for i, r in enumerate(requests) if not r.images for s in range(params.n)]
         image_items = [(i, s) for i, r in enumerate(requests) if r.images for s in range(params.n)]
         results: list[list[GenerationOutput | None]] = [[None] * params.n for _ in requests]
-        with seeded_rng(params.seed, self.device), torch.no_grad():
-            for chunk in _chunks(text_items, self.generate_batch_size):
-                rows = [requests[i] for i, _ in chunk]
-                for (i, s), out in zip(chunk, self._generate_text_rows(rows, params), strict=True):
+        missing = [params.n] * len(requests)
+        chunks = [(chunk, self._generate_text_rows) for chunk in _chunks(text_items, self.generate_batch_size)]
+        chunks += [(chunk, self._generate_image_rows) for chunk in _chunks(image_items, self.generate_batch_size)]
+        with self._generation_lock, seeded_rng(params.seed, self.device):
+            for chunk, run in chunks:
+                with torch.no_grad(), self._switch.generating():
+                    outputs = run([requests[i] for i, _ in chunk], params)
+                finished = []
+                for (i, s), out in zip(chunk, outputs, strict=True):
                     results[i][s] = out
-            for chunk in _chunks(image_items, self.generate_batch_size):
-                rows = [requests[i] for i, _ in chunk]
-                for (i, s), out in zip(chunk, self._generate_image_rows(rows, params), strict=True):
-                    results[i][s] = out
-        return results  # type: ignore[return-value]
+                    missing[i] -= 1
+                    if missing[i] == 0:
+                        finished.append((i, results[i]))
+                if finished:
+                    yield finished  # type: ignore[misc]
 
     def _check_requests(self, requests: list[GenerationRequest]) -> None:
         image_token = getattr(self.processor, "image_token", None)
@@ -250,12 +285,13 @@ class HFRolloutEngine(RolloutEngine):
         }
         prompt_length = inputs["input_ids"].shape[1]
         recorder = SamplerLogprobRecorder(params.temperature, prompt_length)
+        safe_point = SafePoint(self._switch, prompt_length)
         out = self.model.generate(
             **inputs,
             generation_config=build_generation_config(params, self.eos_ids, self.pad_id),
             # The recorder runs first: it keeps log_softmax(z / T) over the whole vocabulary, the distribution
             # the trainer scores; the ban then removes placeholders from what is sampled.
-            logits_processor=LogitsProcessorList([recorder, BanTokens(self.banned_ids)]),
+            logits_processor=LogitsProcessorList([recorder, BanTokens(self.banned_ids), safe_point]),
         )
         sequences = out.sequences
         logprobs = recorder.logprobs(sequences).float().cpu()
@@ -272,6 +308,7 @@ class HFRolloutEngine(RolloutEngine):
                     text=decode_response(self.tokenizer, ids),
                     logprobs=logprobs[row, : len(ids)].tolist(),
                     finish_reason=finish,
+                    weight_switches=[at for at in safe_point.switched_at if at < len(ids)],
                 )
             )
         return outputs
@@ -279,8 +316,9 @@ class HFRolloutEngine(RolloutEngine):
     # ------------------------------------------------------------------ weights
 
     def update_weights(self, named_tensors: NamedTensors) -> int:
-        """Copy new policy weights in (names as the HF model, or with DeepSpeed's ``module.`` prefix)."""
-        return load_named_tensors(self.model, named_tensors)
+        """Copy new policy weights in (names as the HF model, or with DeepSpeed's ``module.`` prefix); during a
+        generation, at its next decoding step (partial rollouts)."""
+        return self._switch.apply(lambda: load_named_tensors(self.model, named_tensors))
 
     def init_weight_sync_group(
         self,
@@ -300,11 +338,15 @@ class HFRolloutEngine(RolloutEngine):
             master_address, master_port, rank, world_size, group_name, backend, device=device, timeout_s=timeout_s
         )
 
-    @torch.no_grad()
     def receive_weights(self, meta: WeightMeta) -> int:
-        """Receive the broadcasts of :func:`broadcast_named_tensors`, parameter by parameter, into the model."""
+        """Receive the broadcasts of :func:`broadcast_named_tensors`, parameter by parameter, into the model;
+        during a generation, at its next decoding step (partial rollouts)."""
         if self._sync_group is None:
             raise RuntimeError("receive_weights: call init_weight_sync_group first")
+        return self._switch.apply(lambda: self._receive_weights(meta))
+
+    @torch.no_grad()
+    def _receive_weights(self, meta: WeightMeta) -> int:
         group = self._sync_group
         targets = dict(self.model.named_parameters(remove_duplicate=False))
         targets.update(dict(self.model.named_buffers(remove_duplicate=False)))
@@ -336,7 +378,7 @@ class HFRolloutEngine(RolloutEngine):
 
         payload = pick_payload(by_device, self.device)
         index = self.device.index if self.device.type == "cuda" else None
-        count = load_named_tensors(self.model, open_ipc_weights(payload, index))
+        count = self._switch.apply(lambda: load_named_tensors(self.model, open_ipc_weights(payload, index)))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return count

@@ -39,7 +39,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from openrlhf.models.vlm_inputs import IMAGE_TOKEN
-from openrlhf.rollout.base import GenerationOutput, GenerationRequest, RolloutEngine, SamplingParams
+from openrlhf.rollout.base import FinishedGroups, GenerationOutput, GenerationRequest, RolloutEngine, SamplingParams
 from openrlhf.rollout.decoding import decode_response, eos_token_ids, trim_at_eos, vision_placeholder_ids
 from openrlhf.rollout.dispatch import derive_seed, distribute_requests  # noqa: F401  (re-exported)
 from openrlhf.rollout.vllm_worker import WeightRecord, weight_record
@@ -230,6 +230,16 @@ def convert_request_output(
     return [convert_completion(c, seen, tokenizer, eos_ids) for c in completions]
 
 
+def external_request_id(request_id: str) -> str:
+    """The id a ``RequestOutput`` carries for a request ``LLM.enqueue`` returned as ``request_id``.
+
+    ``LLM`` numbers requests itself (``str(next(request_counter))``, the external id) and the engine makes the
+    internal id ``f"{external}-{8 random characters}"`` (``InputProcessor.assign_request_id``; no suffix with
+    VLLM_DISABLE_REQUEST_ID_RANDOMIZATION); outputs name the external one.
+    """
+    return request_id.split("-", 1)[0]
+
+
 def executor_backend(tensor_parallel_size: int, in_placement_group: bool = True) -> str:
     """One GPU: vLLM's in-process executor ("uni"). Several: Ray workers on the placement group's bundles
     ("ray") when the engine is a Ray actor in one (training), else vLLM's own worker processes ("mp"), as for
@@ -400,7 +410,8 @@ class VLLMRolloutEngine(RolloutEngine):
     def model_info(self) -> dict[str, Any]:
         return {"backend": "vllm", "model_path": self.model_path, "multimodal": self.multimodal}
 
-    def generate(self, requests: list[GenerationRequest], params: SamplingParams) -> list[list[GenerationOutput]]:
+    def _vllm_inputs(self, requests: list[GenerationRequest], params: SamplingParams) -> tuple[list, list]:
+        """vLLM prompts and one SamplingParams per request (each with its own seed), waking a sleeping engine."""
         if truncation_changes_logprobs(params) and not self._warned_truncation:
             logger.warning(
                 "vLLM rollout with top_p=%s top_k=%s: sampler log-probs are those of the truncated distribution, "
@@ -416,11 +427,43 @@ class VLLMRolloutEngine(RolloutEngine):
             self._vllm.SamplingParams(**vllm_sampling_kwargs(params, i, self.eos_ids, self.banned_ids))
             for i in range(len(requests))
         ]
+        return prompts, sampling
+
+    def _convert(self, output: Any, request: GenerationRequest) -> list[GenerationOutput]:
+        return convert_request_output(
+            output, self.tokenizer, self.eos_ids, expected_prompt_ids=request.prompt_token_ids
+        )
+
+    def generate(self, requests: list[GenerationRequest], params: SamplingParams) -> list[list[GenerationOutput]]:
+        prompts, sampling = self._vllm_inputs(requests, params)
         outputs = self.llm.generate(prompts, sampling, use_tqdm=False)
-        return [
-            convert_request_output(o, self.tokenizer, self.eos_ids, expected_prompt_ids=r.prompt_token_ids)
-            for o, r in zip(outputs, requests, strict=True)
-        ]
+        return [self._convert(o, r) for o, r in zip(outputs, requests, strict=True)]
+
+    def generate_stream(self, requests: list[GenerationRequest], params: SamplingParams) -> Iterator[FinishedGroups]:
+        """The requests finished by each engine step (vLLM finishes a request once all its n samples are done).
+
+        ``LLM.enqueue`` adds them as ``LLM.generate`` does; then ``llm_engine.step()`` runs until none is left,
+        which is ``LLM.generate``'s own loop, so the samples are the same. A consumer that stops early aborts
+        the rest.
+        """
+        prompts, sampling = self._vllm_inputs(requests, params)
+        request_ids = self.llm.enqueue(prompts, sampling, use_tqdm=False)
+        index_of = {external_request_id(rid): i for i, rid in enumerate(request_ids)}
+        engine = self.llm.llm_engine
+        done = 0
+        try:
+            while engine.has_unfinished_requests():
+                finished = []
+                for output in engine.step():
+                    if output.finished:
+                        i = index_of[output.request_id]
+                        finished.append((i, self._convert(output, requests[i])))
+                done += len(finished)
+                if finished:
+                    yield finished
+        finally:
+            if done < len(request_ids):
+                engine.abort_request(list(request_ids), internal=True)
 
     # ------------------------------------------------------------------ weights
 

@@ -13,6 +13,12 @@ v - 1 + K is generated (so no batch gets newer weights than its schedule says). 
 b - v(b) = min(b, K) <= K. The push never meets a generation in flight: when it is allowed, the producer waits
 for it.
 
+Partial rollouts (``train.partial_rollout_enable``): the second gate is dropped, so the push of version v
+happens as soon as step v has trained, and lands in the generation in flight between two decoding steps
+(openrlhf/rollout/weight_switch.py); the responses record where they switched. The producer still starts batch
+b only with a version >= b - K, so a batch starts at most K versions behind and ends fresher; runs are no longer
+a function of the seed alone (where the switches fall depends on timing).
+
 Checkpoints stay exact: after the push of version n the batches n .. n + K - 1 are generated (with versions
 n - K .. n - 1, which no checkpoint holds), so they are saved with the checkpoint (:meth:`pending`) with the
 prompt stream's position after the last of them; a resumed run trains on them first and its producer goes on
@@ -36,9 +42,9 @@ class ProducedBatch:
     rollout: Any  # openrlhf.trainer.experience_maker.Rollout
     policy_version: int  # the weights' version (updates done) that generated it
     stream_state: dict  # the prompt stream's position after this batch was drawn
-    timings: dict[str, float] = field(default_factory=dict)  # generation, reward
+    timings: dict[str, float] = field(default_factory=dict)  # generation, reward (the wait after it), reward_busy
     generation_window: tuple[float, float] = (0.0, 0.0)  # perf_counter start and end of its generation
-    reward_window: tuple[float, float] = (0.0, 0.0)  # and of its scoring
+    reward_windows: list[tuple[float, float]] = field(default_factory=list)  # and of each scoring call
 
 
 def overlap_share(window: tuple[float, float], busy: list[tuple[float, float]]) -> float:
@@ -61,6 +67,7 @@ class AsyncRollouts:
         total_batches: int,
         max_staleness: int,
         pending: list[ProducedBatch] | None = None,
+        partial: bool = False,
     ) -> None:
         """``produce(batch_index, policy_version)`` makes one batch; ``first_batch`` is the step count the run
         starts from (= the engines' weight version), ``pending`` batches a checkpoint saved."""
@@ -68,6 +75,7 @@ class AsyncRollouts:
             raise ValueError(f"train.max_staleness must be >= 1, got {max_staleness}")
         self._produce = produce
         self.max_staleness = max_staleness
+        self.partial = partial
         self.total_batches = total_batches
         self._cond = threading.Condition()
         self._version = first_batch
@@ -117,7 +125,17 @@ class AsyncRollouts:
             return self._ready.pop(index), time.perf_counter() - t
 
     def push(self, version: int, push_weights: Callable[[], None]) -> None:
-        """Put weights of ``version`` into the engines once batch ``version - 1 + K`` is generated."""
+        """Put weights of ``version`` into the engines once batch ``version - 1 + K`` is generated (partial
+        rollouts: now, into the generation in flight)."""
+        if self.partial:
+            with self._cond:
+                if self._failed is not None:  # the consumer meets the producer's error at take()
+                    return
+            push_weights()
+            with self._cond:
+                self._version = version
+                self._cond.notify_all()
+            return
         needed = min(version - 1 + self.max_staleness, self.total_batches - 1)
         with self._cond:
             self._cond.wait_for(lambda: self._next > needed or self._failed is not None)

@@ -20,16 +20,10 @@ from openrlhf.config import Config, ConfigError, dump_config
 from openrlhf.data.sample import Sample
 from openrlhf.trainer.async_rollouts import AsyncRollouts, ProducedBatch, overlap_share
 from openrlhf.trainer.evaluation import BestModel
-from openrlhf.trainer.experience_maker import (
-    PromptEncoder,
-    Rollout,
-    build_experience,
-    generate,
-    sampling_params,
-    score,
-)
-from openrlhf.trainer.preflight import absolutize_model_paths, check_reward_urls_reachable
+from openrlhf.trainer.experience_maker import PromptEncoder, build_experience, sampling_params
+from openrlhf.trainer.preflight import absolutize_model_paths, check_async_layout, check_reward_urls_reachable
 from openrlhf.trainer.prompt_stream import PromptStream
+from openrlhf.trainer.streamed_rollout import generate_and_score
 from openrlhf.workers.experience import Experience
 
 
@@ -62,6 +56,7 @@ class RLTrainer:
         self.worker_mode = "ray"  # or "in_driver", resolved when the run starts (fit)
         self.pending: list[ProducedBatch] = []  # generated, untrained batches a checkpoint saved (async mode)
         self.rollouts: AsyncRollouts | None = None  # the producer thread in async mode (train.async_enable)
+        self.taken_stream_state: dict | None = None  # async: the prompt position after the last batch taken
         self.train_windows: list[tuple[float, float]] = []  # when the policy computed, for async/overlap
         self.timeline: list[tuple[str, str, float, float]] = []  # the last step's (role, phase, start, end)
         self.history: list[dict[str, Any]] = []
@@ -219,11 +214,6 @@ class RLTrainer:
         openrlhf/trainer/weight_push.py), with the hybrid engine's sleep/wake around it."""
         self.pusher.push()
 
-    def _make_rollout(self, samples: list[Sample], seed: int) -> Rollout:
-        prompts = [self.encoder.encode(s) for s in samples]
-        outputs = generate(self.engines, prompts, sampling_params(self.cfg, seed))
-        return Rollout(prompts, outputs, self.cfg.rollout.n_samples_per_prompt)
-
     def train_step(self) -> dict[str, float]:
         """One synchronous step: the next batch (a checkpoint's saved batch first), then train on it."""
         t_step = time.perf_counter()
@@ -245,31 +235,40 @@ class RLTrainer:
         metrics = self._consume(produced, t_step, push)
         if not pushed:  # a step without an update (no signal) still advances the schedule
             self.rollouts.push(version, lambda: None)
-        metrics["async/staleness"] = float(self.step - produced.policy_version)
+        self.taken_stream_state = produced.stream_state
+        outputs = produced.rollout.outputs
+        metrics["async/staleness"] = float(self.step - produced.policy_version)  # at the batch's start
+        metrics["async/partial_share"] = sum(bool(o.weight_switches) for o in outputs) / max(1, len(outputs))
         metrics["async/overlap"] = overlap_share(produced.generation_window, self.train_windows)
         metrics["timing/wait_for_rollout"] = waited
         del self.train_windows[: -2 * self.cfg.train.max_staleness - 2]
         return metrics
 
     def _produce(self, index: int, policy_version: int) -> ProducedBatch:
-        """Batch ``index`` (trained at step index + 1): prompts -> generate -> score. The producer thread's
-        work in async mode (openrlhf/trainer/async_rollouts.py)."""
-        t0 = t = time.perf_counter()
+        """Batch ``index`` (trained at step index + 1): prompts -> generate, each group scored as it finishes
+        (openrlhf/trainer/streamed_rollout.py). The producer thread's work in async mode
+        (openrlhf/trainer/async_rollouts.py)."""
         before = self.stream.state()
         samples = self.stream.next_batch()
         try:
-            rollout = self._make_rollout(samples, seed=self.cfg.train.seed * 100003 + index)
-            self.pusher.after_generation()
-            t1 = time.perf_counter()
-            timings = {"generation": t1 - t}
-            t = time.perf_counter()
-            score(self.reward_source, self.encoder, rollout)
-            t2 = time.perf_counter()
-            timings["reward"] = t2 - t
+            prompts = [self.encoder.encode(s) for s in samples]
+            params = sampling_params(self.cfg, seed=self.cfg.train.seed * 100003 + index)
+            scored = generate_and_score(
+                self.engines,
+                prompts,
+                params,
+                self.reward_source,
+                self.encoder,
+                on_generated=self.pusher.after_generation,
+            )
         except BaseException:
             self.stream.load_state(before)  # a checkpoint saved now resumes with these prompts
             raise
-        return ProducedBatch(index, rollout, policy_version, self.stream.state(), timings, (t0, t1), (t1, t2))
+        t0, t1 = scored.generation_window
+        timings = {"generation": t1 - t0, "reward": scored.reward_wait, "reward_busy": scored.reward_busy}
+        return ProducedBatch(
+            index, scored.rollout, policy_version, self.stream.state(), timings, (t0, t1), scored.reward_windows
+        )
 
     def _consume(self, produced: ProducedBatch, t_step: float, push_weights) -> dict[str, float]:
         """Train on one produced batch: experience -> log-probs -> advantages -> train -> ``push_weights()``."""
@@ -284,10 +283,8 @@ class RLTrainer:
         n = cfg.rollout.n_samples_per_prompt
         rollout = produced.rollout
         timings: dict[str, float] = dict(produced.timings)
-        self.timeline = [
-            ("engines", "generation", *produced.generation_window),
-            ("driver", "reward", *produced.reward_window),
-        ]
+        self.timeline = [("engines", "generation", *produced.generation_window)]
+        self.timeline += [("driver", "reward", *window) for window in produced.reward_windows]
         t_compute = time.perf_counter()
         exp = build_experience(rollout, self.encoder.tokenizer.pad_token_id)
         metrics: dict[str, float] = {}
@@ -395,8 +392,7 @@ class RLTrainer:
             return {}
         prompts = [self.encoder.encode(s) for s in samples]
         params = eval_sampling_params(self.cfg, self.cfg.train.seed)  # the same draws at every evaluation
-        rollout = Rollout(prompts, generate(self.engines, prompts, params), params.n)
-        score(self.reward_source, self.encoder, rollout)
+        rollout = generate_and_score(self.engines, prompts, params, self.reward_source, self.encoder).rollout
         result = eval_metrics(rollout)
         if self.best.improved(result, self.step):
             from openrlhf.trainer.checkpoint_io import atomic_directory
@@ -430,7 +426,7 @@ class RLTrainer:
                 tmp,
                 {
                     "step": self.step,
-                    "stream": pending[-1].stream_state if pending else self.stream.state(),
+                    "stream": pending[-1].stream_state if pending else self._stream_state_after_training(),
                     "kl_controller": self.kl_controller.state_dict(),
                     "history": self.history,
                     "best_model": self.best.state(),
@@ -438,6 +434,13 @@ class RLTrainer:
             )
         rotate_checkpoints(self.ckpt_root, self.cfg.ckpt.keep)
         return final
+
+    def _stream_state_after_training(self) -> dict:
+        """The prompt position after the last trained batch: in async mode not the stream's own, which may be
+        past a batch still being generated (partial rollouts push without waiting for it)."""
+        if self.rollouts is not None and self.taken_stream_state is not None:
+            return self.taken_stream_state
+        return self.stream.state()
 
     def _maybe_resume(self) -> None:
         from openrlhf.trainer.checkpoint_io import latest_checkpoint, load_driver_state
@@ -496,11 +499,7 @@ class RLTrainer:
             from openrlhf.trainer.weight_push import resolve_weight_sync
             from openrlhf.workers.in_driver import resolve_worker_mode
 
-            if cfg.train.async_enable and cfg.train.colocate_all:  # (a config OpenRLHF's async example loads)
-                raise ValueError(
-                    "train.async_enable with train.colocate_all: the engines and the policy share devices and take "
-                    "turns, so there is nothing to overlap; give the engines their own bundles (colocate_all false)"
-                )
+            check_async_layout(cfg, resolve_backend(cfg))
             self.worker_mode = resolve_worker_mode(cfg, resolve_weight_sync(cfg, resolve_backend(cfg)))
             if self.worker_mode == "ray" and init_ray(num_cpus=self.required_cpus()):
                 import ray
@@ -535,6 +534,11 @@ class RLTrainer:
                     f"[train] async: the engines generate up to {cfg.train.max_staleness} step(s) ahead of the "
                     f"policy; importance correction vs the sampler: algo.clip.tis_cap={cfg.algo.clip.tis_cap:g}"
                     + (" (off)" if not cfg.algo.clip.tis_cap else "")
+                    + (
+                        "; partial rollouts: new weights land in the generation in progress"
+                        if cfg.train.partial_rollout_enable
+                        else ""
+                    )
                 )
                 self.rollouts = AsyncRollouts(
                     self._produce,
@@ -542,6 +546,7 @@ class RLTrainer:
                     total_batches=total_steps,
                     max_staleness=cfg.train.max_staleness,
                     pending=self.pending,
+                    partial=cfg.train.partial_rollout_enable,
                 )
                 self.pending = []
                 stack.callback(self._close_rollouts)

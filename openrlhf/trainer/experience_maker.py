@@ -7,8 +7,9 @@ advantages are added by the driver).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -16,6 +17,9 @@ from openrlhf.config import Config
 from openrlhf.data.sample import Sample
 from openrlhf.rollout.base import GenerationOutput, GenerationRequest, SamplingParams
 from openrlhf.workers.experience import Experience
+
+if TYPE_CHECKING:
+    from openrlhf.trainer.reward_client import RewardResult
 
 
 @dataclass
@@ -118,45 +122,53 @@ def sampling_params(cfg: Config, seed: int, *, greedy: bool = False, n: int | No
     )
 
 
-def generate(engines: list, prompts: list[EncodedPrompt], params: SamplingParams) -> list[GenerationOutput]:
-    """Deal prompts round-robin over the engines; outputs come back grouped by prompt, in order.
+def generate_pieces(
+    engines: list, prompts: list[EncodedPrompt], params: SamplingParams
+) -> Iterator[list[tuple[int, list[GenerationOutput]]]]:
+    """Prompts dealt round-robin over the engines; yields (prompt index, its n outputs) for the groups each
+    engine has finished, as they finish on any engine (``generate_stream`` on each, read as it streams).
 
     Engine i samples with ``engine_params(params, i)``: its own seed derived from the step's, from which the
     vLLM engine derives one per prompt (openrlhf/rollout/dispatch.py), so no two prompts share a stream.
     """
     from openrlhf.rollout.dispatch import engine_params
-    from openrlhf.workers.in_driver import wait_for
+    from openrlhf.workers.in_driver import stream_calls
 
     if not prompts:
-        return []
-    shards = [prompts[i :: len(engines)] for i in range(len(engines))]
-    refs = [
-        engine.generate.remote([p.request for p in shard], engine_params(params, index))
-        for index, (engine, shard) in enumerate(zip(engines, shards, strict=False))
-        if shard
+        return
+    width = len(engines)
+    calls = [
+        (engine, "generate_stream", ([p.request for p in prompts[index::width]], engine_params(params, index)))
+        for index, engine in enumerate(engines[: len(prompts)])
     ]
-    results = wait_for(refs)
-    per_prompt: list[list[GenerationOutput]] = [None] * len(prompts)  # type: ignore[list-item]
-    for engine_index, result in enumerate(results):
-        for k, outs in enumerate(result):
-            per_prompt[engine_index + k * len(engines)] = outs
-    return [out for outs in per_prompt for out in outs]
+    for engine_index, piece in stream_calls(calls):
+        yield [(engine_index + k * width, outputs) for k, outputs in piece]
 
 
-def score(reward_source, encoder: PromptEncoder, rollout: Rollout) -> None:
-    """Ask the reward source for every response; fill rewards, scores, components and logs."""
+def generate(engines: list, prompts: list[EncodedPrompt], params: SamplingParams) -> list[GenerationOutput]:
+    """All outputs, grouped by prompt in prompt order (:func:`generate_pieces` gathered)."""
+    per_prompt: list[list[GenerationOutput] | None] = [None] * len(prompts)
+    for piece in generate_pieces(engines, prompts, params):
+        for index, outputs in piece:
+            per_prompt[index] = outputs
+    missing = [i for i, outs in enumerate(per_prompt) if outs is None]
+    if missing:
+        raise RuntimeError(f"generate: the engines returned nothing for prompts {missing[:10]}")
+    return [out for outs in per_prompt for out in outs]  # type: ignore[union-attr]
+
+
+def score_groups(
+    reward_source, encoder: PromptEncoder, prompts: list[EncodedPrompt], groups: list[list[GenerationOutput]]
+) -> RewardResult:
+    """The reward source's answer for the responses of ``groups`` (one list per prompt), in order."""
     queries, prompt_texts, labels = [], [], []
-    for row, output in enumerate(rollout.outputs):
-        prompt = rollout.prompt_of(row)
-        response = encoder.decode_response(output)
-        queries.append(prompt.request.prompt_text + response)
-        prompt_texts.append(prompt.request.prompt_text)
-        labels.append(prompt.sample.reward_label())
-    result = reward_source.score(queries, prompt_texts, labels)
-    rollout.rewards = torch.tensor(result.rewards, dtype=torch.float32)
-    rollout.scores = torch.tensor(result.scores, dtype=torch.float32)
-    rollout.components = result.components
-    rollout.extra_logs = result.extra_logs
+    for prompt, outputs in zip(prompts, groups, strict=True):
+        label = prompt.sample.reward_label()
+        for output in outputs:
+            queries.append(prompt.request.prompt_text + encoder.decode_response(output))
+            prompt_texts.append(prompt.request.prompt_text)
+            labels.append(label)
+    return reward_source.score(queries, prompt_texts, labels)
 
 
 def build_experience(rollout: Rollout, pad_token_id: int) -> Experience:

@@ -11,7 +11,8 @@ then builds the workers in the driver instead; the driver's code does not change
 Like Ray, a call gets copies of its arguments and the caller a copy of the result (``copy.deepcopy`` in place
 of Ray's serialisation), so a worker that edits an argument in place behaves the same in both modes. Calls run
 when ``.remote`` is called, one at a time in the calling thread, and an exception is raised from
-:func:`wait_for`, where Ray raises it.
+:func:`wait_for`, where Ray raises it. Generator methods (an engine's ``generate_stream``) are read through
+:func:`stream_calls` in both modes: Ray streaming generator tasks, or the generator itself in this thread.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import copy
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 
@@ -50,6 +52,12 @@ class _InDriverMethod:
         except Exception as exc:  # raised where the caller waits, as ray.get does
             return InDriverResult(error=exc)
 
+    def stream(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """A generator method's items, each a copy (what a Ray streaming call's refs hold); runs as it is read."""
+        args, kwargs = copy.deepcopy((args, kwargs))
+        for item in self._bound(*args, **kwargs):
+            yield copy.deepcopy(item)
+
 
 class InDriverHandle:
     """A worker object in this process, called like a Ray actor handle (``handle.method.remote(...)``)."""
@@ -75,6 +83,36 @@ def wait_for(refs: list) -> list:
     import ray
 
     return ray.get(refs)
+
+
+def stream_calls(calls: Sequence[tuple[Any, str, tuple]]) -> Iterator[tuple[int, Any]]:
+    """``(call index, item)`` for each item the generator methods ``handle.method(*args)`` of ``calls`` yield,
+    as the items arrive.
+
+    Ray actor handles: streaming generator tasks (``.options(num_returns="streaming")``), all started at once;
+    items are taken from whichever call has one ready (``ray.wait`` on the generators). In-driver handles: the
+    generators run one after another in this thread as they are read. Errors are raised where the caller reads.
+    """
+    if all(is_in_driver(handle) for handle, _, _ in calls):
+        for index, (handle, method, args) in enumerate(calls):
+            for item in getattr(handle, method).stream(*args):
+                yield index, item
+        return
+    import ray
+
+    pending = {
+        getattr(handle, method).options(num_returns="streaming").remote(*args): index
+        for index, (handle, method, args) in enumerate(calls)
+    }
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for generator in ready:
+            try:
+                ref = next(generator)
+            except StopIteration:
+                del pending[generator]
+                continue
+            yield pending[generator], ray.get(ref)
 
 
 def is_in_driver(handle: Any) -> bool:

@@ -90,6 +90,13 @@ class PolicyWorker:
         Used when ``rollout.weight_sync`` resolves to in_process (colocated HF engines, ZeRO-0..2): the driver
         calls the policy ranks as its rollout engines, so there are no weights to copy after a step.
         """
+        return self._own_rollout_engine().generate(requests, params)
+
+    def generate_stream(self, requests: list, params):
+        """generate() in pieces of finished groups (RolloutEngine.generate_stream), for scoring while it runs."""
+        yield from self._own_rollout_engine().generate_stream(requests, params)
+
+    def _own_rollout_engine(self):
         from openrlhf.rollout.hf_engine import HFRolloutEngine, engine_kwargs
 
         self.wake_up()
@@ -97,7 +104,7 @@ class PolicyWorker:
             path = self.cfg.actor.model_name_or_path
             self._rollout = HFRolloutEngine(path, model=self.engine.module, **engine_kwargs(self.cfg))
         self.engine.eval()
-        return self._rollout.generate(requests, params)
+        return self._rollout
 
     # ------------------------------------------------------------------ training
 

@@ -64,6 +64,9 @@ def test_truncated_importance_sampling_by_hand():
     )
     assert "tis_weight_mean" not in metrics
     assert metrics["sampler_abs_log_prob_diff"] == pytest.approx((math.log(2) * 2 + math.log(10)) / 4)
+    u = torch.tensor([2.0, 0.5, 1.0, 10.0])  # the importance ratios' spread, by torch's own (population) std
+    assert metrics["sampler_ratio_std"] == pytest.approx(float(u.std(unbiased=False)), rel=1e-5)
+    assert metrics["sampler_ratio_max"] == pytest.approx(10.0)
 
 
 def test_kl_loss_term_and_entropy_bonus_by_hand():

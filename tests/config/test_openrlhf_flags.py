@@ -54,10 +54,15 @@ def example_flags() -> dict[str, list[str]]:
     return flags
 
 
+# Flags OpenRLHF itself accepts only beside another (train_ppo_ray.py: "assert args.train.async_enable,
+# '--train.partial_rollout_enable requires --train.async_enable.'"): loaded with it, as its scripts set them.
+COMPANIONS = {"train.partial_rollout_enable": ["--train.async_enable"]}
+
+
 def refusal_of(flag: str, values: list[str]) -> str | None:
-    """None when ``--flag values`` loads; else the error text."""
+    """None when ``--flag values`` loads (with the flags OpenRLHF requires beside it); else the error text."""
     try:
-        load_config([f"--{flag}", *values])
+        load_config([*COMPANIONS.get(flag, []), f"--{flag}", *values])
     except ConfigError as exc:
         return str(exc)
     return None
@@ -90,6 +95,18 @@ def test_example_flags_are_openrlhf_0_11_2_flags(real_flags):
             assert len(values) == 2, where
         elif real.nargs is None:
             assert len(values) == 1, where
+
+
+@pytest.mark.contract
+def test_async_queue_size_is_the_staleness_bound_with_openrlhf_default(real_flags):
+    """OpenRLHF's generator takes one of async_queue_size slots per batch and its trainer frees it on taking the
+    batch, so the generator runs at most that many batches (updates) ahead: train.max_staleness here."""
+    real = real_flags["train.async_queue_size"]
+    assert (real.type, real.default) == ("int", 1)
+    assert load_config([])[0].train.max_staleness == real.default
+    cfg, _ = load_config(["--train.async_enable", "--train.async_queue_size", "3"])
+    assert cfg.train.async_enable and cfg.train.max_staleness == 3
+    assert "train.max_staleness" in refusal_of("train.async_queue_size", ["0"])
 
 
 @pytest.mark.contract
@@ -157,11 +174,20 @@ def test_example_flags_accepted_or_refused_by_name():
 
 
 def test_not_yet_supported_flags_name_their_issue():
-    for flag, issue in {
-        "train.async_queue_size": 13,
-        "train.partial_rollout_enable": 13,
-    }.items():
-        assert f"not supported yet (issue #{issue})" in refusal_of(flag, [])
+    error = refusal_of("rollout.vllm_generate_batch_size", ["64"])
+    assert "not supported yet (issue #13)" in error and "over-sampling" in error
+
+
+@pytest.mark.contract
+def test_partial_rollouts_need_async_as_in_openrlhf(real_flags):
+    from openrlhf_wheel import wheel_source
+
+    assert real_flags["train.partial_rollout_enable"].action == "store_true"
+    assert '"--train.partial_rollout_enable requires --train.async_enable."' in wheel_source()
+    with pytest.raises(ConfigError, match="train.partial_rollout_enable .* needs train.async_enable"):
+        load_config(["--train.partial_rollout_enable"])
+    cfg, _ = load_config(["--train.async_enable", "--train.partial_rollout_enable"])
+    assert cfg.train.partial_rollout_enable
     # settings other work added already take OpenRLHF's names directly
     cfg, _ = load_config(["--ds.enable_sleep", "--vllm.enable_sleep", "--train.colocate_all"])
     assert cfg.ds.enable_sleep and cfg.vllm.enable_sleep
@@ -399,12 +425,12 @@ def test_value_count_and_bad_values_name_the_key():
 
 def test_all_problems_reported_together():
     with pytest.raises(ConfigError) as err:
-        parse_overrides(["--critic.num_nodes", "1", "--train.partial_rollout_enable", "--vllm.num_engine", "2",
+        parse_overrides(["--critic.num_nodes", "1", "--ds.ring_attn_size", "2", "--vllm.num_engine", "2",
                          "--pretrain", "x", "--train.seed", "a", "b"])  # fmt: skip
     message = str(err.value)
     for text in (
         "--critic.num_nodes",
-        "--train.partial_rollout_enable",
+        "--ds.ring_attn_size",
         "vllm.num_engine",
         "--pretrain",
         "--train.seed",
@@ -442,7 +468,7 @@ def test_yaml_takes_openrlhf_names(tmp_path):
 
 def test_yaml_refusals_name_the_file(tmp_path):
     path = tmp_path / "critic.yaml"
-    path.write_text("critic:\n  num_nodes: 1\ntrain:\n  partial_rollout_enable: true\n")
+    path.write_text("critic:\n  num_nodes: 1\nrollout:\n  batch_size: 8\n  vllm_generate_batch_size: 16\n")
     with pytest.raises(ConfigError) as err:
         load_config(["--config", str(path)])
     message = str(err.value)

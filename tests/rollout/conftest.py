@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from types import SimpleNamespace
 
 import pytest
 from fixtures_models import tiny_lm_path, tiny_vlm_path  # noqa: F401
+from vllm_wheel import vllm_module
 
 from .helpers import perturbed_checkpoint
 
@@ -38,3 +40,24 @@ def ray_local():
     finally:
         ray.shutdown()
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def vllm_api():
+    """The wheel's modules used here, imported once (15-40 s: vLLM's config tree pulls in torch._inductor)."""
+    return SimpleNamespace(
+        serial=vllm_module("vllm.v1.serial_utils"),
+        engine=vllm_module("vllm.v1.engine"),
+        sampling=vllm_module("vllm.sampling_params"),
+        exceptions=vllm_module("vllm.exceptions"),
+        arg_utils=vllm_module("vllm.engine.arg_utils"),
+        model_config=vllm_module("vllm.config.model"),
+        parallel_config=vllm_module("vllm.config.parallel"),
+        cache_config=vllm_module("vllm.config.cache"),
+        multimodal_config=vllm_module("vllm.config.multimodal"),
+        processing=vllm_module("vllm.multimodal.processing.processor"),
+        parallel_sampling=vllm_module("vllm.v1.engine.parallel_sampling"),
+        outputs=vllm_module("vllm.outputs"),
+        logprobs=vllm_module("vllm.logprobs"),
+        import_utils=vllm_module("vllm.utils.import_utils"),
+    )

@@ -96,6 +96,16 @@ def test_batches_smaller_than_the_request_list_keep_the_order(engine, requests_)
             torch.testing.assert_close(torch.tensor(out.logprobs), expected, atol=1e-4, rtol=1e-4)
 
 
+def test_stream_yields_each_group_once_after_the_chunk_that_finishes_it(engine, requests_):
+    """3 prompts x n=3 in chunks of 4 rows: rows (0,0,0,1) (1,1,2,2) (2): prompt 0 is done after the first chunk,
+    1 after the second, 2 after the third; the pieces hold generate()'s responses."""
+    params = SamplingParams(n=3, max_new_tokens=6, seed=2)
+    pieces = list(engine.generate_stream(requests_, params))
+    assert [[index for index, _ in piece] for piece in pieces] == [[0], [1], [2]]
+    streamed = [outs for piece in pieces for _, outs in piece]
+    assert tokens(streamed) == tokens(engine.generate(requests_, params))
+
+
 def test_stops_at_eos_and_reports_stop(engine, requests_, tiny_lm_path, tmp_path):
     """A checkpoint declaring a sampled token as eos: with the same seed, every response ends at its first occurrence."""
     params = SamplingParams(temperature=1.0, max_new_tokens=10, seed=5)

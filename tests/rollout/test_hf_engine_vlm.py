@@ -101,6 +101,19 @@ def test_image_rows_are_deterministic_given_the_seed(engine, mixed_requests):
     ]
 
 
+def test_stream_gives_text_rows_first_then_image_rows_as_generate_does(engine, mixed_requests):
+    params = SamplingParams(n=2, max_new_tokens=6, seed=21)
+    pieces = list(engine.generate_stream(mixed_requests, params))
+    order = [index for piece in pieces for index, _ in piece]
+    text_rows = [i for i, r in enumerate(mixed_requests) if not r.images]
+    assert sorted(order) == list(range(len(mixed_requests))) and order[: len(text_rows)] == text_rows
+    by_index = {index: outs for piece in pieces for index, outs in piece}
+    whole = engine.generate(mixed_requests, params)
+    assert [[o.output_token_ids for o in by_index[i]] for i in range(len(whole))] == [
+        [o.output_token_ids for o in outs] for outs in whole
+    ]
+
+
 def test_placeholder_count_must_match_the_images(engine, mixed_requests, images):
     request = mixed_requests[0]
     bad = GenerationRequest(request.prompt_text, request.prompt_token_ids, images=images[:2])

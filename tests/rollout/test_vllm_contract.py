@@ -31,18 +31,17 @@ from typing import Annotated
 
 import pytest
 import torch
-from vllm_wheel import vllm_class_ast, vllm_module, vllm_source
+from vllm_wheel import method_params, method_source, vllm_class_ast, vllm_source
 
 from openrlhf.config import ConfigError, build_config, load_config
 from openrlhf.config import ModelConfig as ActorConfig
 from openrlhf.data.sample import Sample
-from openrlhf.models.loading import load_model, load_tokenizer
+from openrlhf.models.loading import load_model
 from openrlhf.rollout.base import GenerationOutput, GenerationRequest, SamplingParams
 from openrlhf.rollout.ipc_weights import IpcSender
 from openrlhf.rollout.vllm_engine import (
     VLLM_WAKE_TAGS,
     VLLMRolloutEngine,
-    convert_request_output,
     ray_executor_env,
     vllm_engine_kwargs,
     vllm_prompt,
@@ -59,31 +58,11 @@ from openrlhf.rollout.weight_sync import (
 )
 from openrlhf.trainer import experience_maker
 from openrlhf.trainer.experience_maker import PromptEncoder, sampling_params
+from openrlhf.workers.in_driver import InDriverHandle
 
 from .helpers import CpuWorker, random_image, run_ranks
 
 pytestmark = pytest.mark.contract
-
-
-@pytest.fixture(scope="module")
-def vllm_api():
-    """The wheel's modules used here, imported once (15-40 s: vLLM's config tree pulls in torch._inductor)."""
-    return SimpleNamespace(
-        serial=vllm_module("vllm.v1.serial_utils"),
-        engine=vllm_module("vllm.v1.engine"),
-        sampling=vllm_module("vllm.sampling_params"),
-        exceptions=vllm_module("vllm.exceptions"),
-        arg_utils=vllm_module("vllm.engine.arg_utils"),
-        model_config=vllm_module("vllm.config.model"),
-        parallel_config=vllm_module("vllm.config.parallel"),
-        cache_config=vllm_module("vllm.config.cache"),
-        multimodal_config=vllm_module("vllm.config.multimodal"),
-        processing=vllm_module("vllm.multimodal.processing.processor"),
-        parallel_sampling=vllm_module("vllm.v1.engine.parallel_sampling"),
-        outputs=vllm_module("vllm.outputs"),
-        logprobs=vllm_module("vllm.logprobs"),
-        import_utils=vllm_module("vllm.utils.import_utils"),
-    )
 
 
 # ----------------------------------------------------------------------------- collective_rpc, as vLLM runs it
@@ -325,17 +304,9 @@ def test_engine_kwargs_are_engine_args_with_the_intended_meaning(vllm_api, tp, t
     assert all(f'mm_kwargs.get("{key}")' in qwen2_vl for key in vision["mm_processor_kwargs"])
 
 
-def _method_params(class_node: ast.ClassDef, name: str) -> list[str]:
-    for node in class_node.body:
-        if isinstance(node, ast.FunctionDef) and node.name == name:
-            a = node.args
-            return [p.arg for p in a.posonlyargs + a.args + a.kwonlyargs]
-    raise AssertionError(f"{class_node.name} has no method {name}")
-
-
 def test_llm_has_the_methods_and_parameters_the_engine_uses(vllm_api):
     llm = vllm_class_ast("entrypoints/llm.py", "LLM")
-    init = _method_params(llm, "__init__")
+    init = method_params(llm, "__init__")
     engine_args = {f.name for f in dataclasses.fields(vllm_api.arg_utils.EngineArgs)}
     for key in vllm_engine_kwargs("/ckpt", tensor_parallel_size=2, multimodal=True, min_pixels=1, max_pixels=2):
         assert key in init or key in engine_args, key  # LLM(**kwargs) forwards the rest to EngineArgs
@@ -345,12 +316,12 @@ def test_llm_has_the_methods_and_parameters_the_engine_uses(vllm_api):
     forwarded = {k.arg: ast.unparse(k.value) for k in call.keywords if k.arg}
     for key in set(vllm_engine_kwargs("/ckpt", multimodal=True, min_pixels=1)) & set(init):
         assert forwarded.get(key) == key, key
-    assert {"self", "level"} <= set(_method_params(llm, "sleep"))
-    assert {"self", "tags"} <= set(_method_params(llm, "wake_up"))
-    assert _method_params(llm, "collective_rpc")[:5] == ["self", "method", "timeout", "args", "kwargs"]
-    assert _method_params(llm, "reset_prefix_cache")[0] == "self"
-    assert {"prompts", "sampling_params", "use_tqdm"} <= set(_method_params(llm, "generate"))
-    assert _method_params(llm, "get_tokenizer") == ["self"]
+    assert {"self", "level"} <= set(method_params(llm, "sleep"))
+    assert {"self", "tags"} <= set(method_params(llm, "wake_up"))
+    assert method_params(llm, "collective_rpc")[:5] == ["self", "method", "timeout", "args", "kwargs"]
+    assert method_params(llm, "reset_prefix_cache")[0] == "self"
+    assert {"prompts", "sampling_params", "use_tqdm"} <= set(method_params(llm, "generate"))
+    assert method_params(llm, "get_tokenizer") == ["self"]
 
 
 def test_wake_up_tags_are_the_ones_vllm_sleeps():
@@ -405,7 +376,7 @@ def test_worker_extension_fits_vllms_gpu_worker():
         ("model_executor/models/qwen2.py", "Qwen2ForCausalLM"),
         ("model_executor/models/qwen2_5_vl.py", "Qwen2_5_VLForConditionalGeneration"),
     ):
-        assert _method_params(vllm_class_ast(path, cls), "load_weights") == ["self", "weights"], cls
+        assert method_params(vllm_class_ast(path, cls), "load_weights") == ["self", "weights"], cls
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -473,9 +444,11 @@ class SeedRecordingEngine:
 
     def __init__(self, api) -> None:
         self.api = api
-        self.generate = SimpleNamespace(remote=self._generate)
 
-    def _generate(self, requests: list[GenerationRequest], params: SamplingParams):
+    def generate_stream(self, requests: list[GenerationRequest], params: SamplingParams):
+        yield list(enumerate(self.generate(requests, params)))
+
+    def generate(self, requests: list[GenerationRequest], params: SamplingParams):
         results = []
         for k, request in enumerate(requests):
             sp = self.api.sampling.SamplingParams(**vllm_sampling_kwargs(params, k))
@@ -490,13 +463,10 @@ class SeedRecordingEngine:
 def test_prompt_seeds_are_distinct_over_engines_and_the_same_on_reruns(vllm_api, monkeypatch):
     """Break 7: the seed of every sample of every prompt of a step, dealt over 3 engines, is distinct (the
     old seed + engine index + request index collided), from step to step too, and identical on a rerun."""
-    import ray
-
-    monkeypatch.setattr(ray, "get", lambda refs: list(refs))  # the fake actors answer at once
     prompts = [SimpleNamespace(request=GenerationRequest("", [i + 1])) for i in range(10)]
 
     def step_seeds(step_seed: int) -> list[int]:
-        engines = [SeedRecordingEngine(vllm_api) for _ in range(3)]
+        engines = [InDriverHandle(SeedRecordingEngine(vllm_api)) for _ in range(3)]  # called as actors are
         params = SamplingParams(n=4, temperature=1.0, seed=step_seed)
         outputs = experience_maker.generate(engines, prompts, params)
         assert [o.prompt_token_ids for o in outputs] == [p.request.prompt_token_ids for p in prompts for _ in range(4)]
@@ -536,9 +506,7 @@ def test_image_rows_reach_vllm_as_the_driver_tokens(vllm_api, tiny_vlm_path, tmp
     # vLLM (model_executor/models/qwen2_5_vl.py, _get_prompt_updates): the HF image processor run with the
     # engine's mm_processor_kwargs gives each image its grid, and the image's placeholder becomes
     # grid.prod() // merge_size**2 placeholders. The same rule from the wheel's source, then vLLM's matcher.
-    rule = _function_source(
-        "model_executor/models/qwen2_5_vl.py", "Qwen2_5_VLMultiModalProcessor", "_get_prompt_updates"
-    )
+    rule = method_source("model_executor/models/qwen2_5_vl.py", "Qwen2_5_VLMultiModalProcessor", "_get_prompt_updates")
     for line in ("merge_length = image_processor.merge_size ** 2", "num_tokens = int(grid_thw.prod()) // merge_length"):
         assert line in rule, line
     assert "target=[placeholder[modality]]" in rule and "return [placeholder[modality]] * num_tokens" in rule
@@ -556,71 +524,3 @@ def test_image_rows_reach_vllm_as_the_driver_tokens(vllm_api, tiny_vlm_path, tmp
     assert seen == request.prompt_token_ids
     twice, _ = processing.apply_token_matches(list(request.prompt_token_ids), mm_updates)
     assert twice.count(pad) == sum(2 * c - 1 for c in counts)  # what sending the driver's ids would do
-
-
-def _function_source(relative_path: str, class_name: str, function: str) -> str:
-    """A method of a wheel class as ``ast.unparse`` writes it (normalised spacing)."""
-    node = vllm_class_ast(relative_path, class_name)
-    return ast.unparse(next(n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == function))
-
-
-def _completion(api, index, token_ids, finish_reason, flat=False):
-    logprobs = api.logprobs.create_sample_logprobs(flat)
-    for pos, tok in enumerate(token_ids):  # logprobs=0: only the sampled token, rank 1
-        api.logprobs.append_logprobs_for_next_position(logprobs, [tok], [-0.5 - pos], [None], 1, 0)
-    return api.outputs.CompletionOutput(index, "", token_ids, None, logprobs, finish_reason=finish_reason)
-
-
-@pytest.mark.parametrize("flat", [False, True])
-def test_real_request_outputs_convert_like_the_hf_engine(vllm_api, tiny_lm_path, flat):
-    tok = load_tokenizer(tiny_lm_path)
-    eos = tok.eos_token_id
-    body = tok("<think>3+4</think><answer>7</answer>", add_special_tokens=False)["input_ids"]
-    outputs = [_completion(vllm_api, 1, body[:3], "length", flat), _completion(vllm_api, 0, body + [eos], "stop", flat)]
-    request_output = vllm_api.outputs.RequestOutput("0", None, [1, 2, 3], None, outputs, True)
-    first, second = convert_request_output(request_output, tok, [eos], expected_prompt_ids=[1, 2, 3])
-    assert first.output_token_ids == body + [eos] and first.finish_reason == "stop"
-    assert first.text == "<think>3+4</think><answer>7</answer>"
-    assert first.logprobs == [-0.5 - i for i in range(len(body) + 1)]
-    assert second.output_token_ids == body[:3] and second.finish_reason == "length"
-    with pytest.raises(ValueError, match="first difference at position 1"):
-        convert_request_output(request_output, tok, [eos], expected_prompt_ids=[1, 5, 3])
-
-
-def test_engine_generate_sends_token_prompts_with_real_sampling_params(vllm_api, tiny_lm_path):
-    """VLLMRolloutEngine.generate against an LLM stand-in that answers with vLLM's own output classes."""
-    tok = load_tokenizer(tiny_lm_path)
-    eos = tok.eos_token_id
-    calls = []
-
-    class AnsweringLLM:
-        def generate(self, prompts, sampling_params, *, use_tqdm=True):
-            calls.append((prompts, sampling_params, use_tqdm))
-            return [
-                vllm_api.outputs.RequestOutput(
-                    str(i),
-                    None,
-                    p["prompt_token_ids"],
-                    None,
-                    [_completion(vllm_api, j, [5, eos], "stop") for j in range(sp.n)],
-                    True,
-                )
-                for i, (p, sp) in enumerate(zip(prompts, sampling_params, strict=True))
-            ]
-
-    engine = object.__new__(VLLMRolloutEngine)
-    engine.llm, engine._vllm, engine.tokenizer = (
-        AnsweringLLM(),
-        SimpleNamespace(SamplingParams=vllm_api.sampling.SamplingParams),
-        tok,
-    )
-    engine.eos_ids, engine.banned_ids, engine.image_pad_id = [eos], [], None
-    engine.enable_sleep, engine._asleep, engine._warned_truncation = False, False, False
-    requests = [GenerationRequest("", [1, 2, 3]), GenerationRequest("", [4, 5])]
-    outputs = engine.generate(requests, SamplingParams(n=2, seed=7))
-    prompts, sampling, use_tqdm = calls[0]
-    assert prompts == [{"prompt_token_ids": [1, 2, 3]}, {"prompt_token_ids": [4, 5]}] and use_tqdm is False
-    assert all(isinstance(sp, vllm_api.sampling.SamplingParams) and sp.n == 2 for sp in sampling)
-    assert sampling[0].seed != sampling[1].seed and sampling[0].stop_token_ids == [eos]
-    assert [[o.output_token_ids for o in outs] for outs in outputs] == [[[5, eos]] * 2] * 2
-    assert [outs[0].prompt_token_ids for outs in outputs] == [[1, 2, 3], [4, 5]]

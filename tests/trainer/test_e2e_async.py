@@ -53,3 +53,20 @@ def test_async_resume_continues_exactly(ray_cluster, task, tmp_path):
     a = load_file(str(full / "final_model" / "model.safetensors"))
     b = load_file(str(resumed / "final_model" / "model.safetensors"))
     assert all((a[k] == b[k]).all() for k in a)
+
+
+def test_partial_rollouts_let_weight_updates_land_in_the_generation_in_progress(ray_cluster, task, tmp_path):
+    """--train.partial_rollout_enable: the push after each step does not wait for the next batch; with a batch
+    that takes longer to generate than a step to train (8 chunks of 2 rows, 48 tokens: about 5 s against 1 s
+    here), updates land inside it and responses record where. A batch still starts at most K versions behind."""
+    out = tmp_path / "run"
+    partial = ("--train.partial_rollout_enable", "true", "--rollout.generate_batch_size", "2")
+    args = small_run_args(task, out, *with_reward_func(task), *ASYNC, *partial, steps=3)
+    args[args.index("--rollout.max_new_tokens") + 1] = "48"
+    run_training(args)
+    rows = read_metrics(out)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(r["async/staleness"] <= 1 for r in rows)
+    shares = [r["async/partial_share"] for r in rows]
+    assert all(0.0 <= s <= 1.0 for s in shares) and max(shares) > 0, shares
+    assert all(r["policy/grad_norm"] > 0 for r in rows)

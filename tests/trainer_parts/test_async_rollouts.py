@@ -96,3 +96,38 @@ def test_overlap_share_is_the_covered_part_of_the_window():
     assert overlap_share((0.0, 10.0), [(2.0, 4.0), (8.0, 20.0)]) == pytest.approx(0.4)
     assert overlap_share((0.0, 10.0), []) == 0.0
     assert overlap_share((5.0, 5.0), [(0.0, 9.0)]) == 0.0
+
+
+def test_partial_rollouts_push_at_once_into_a_generation_in_flight():
+    """partial=True: the push does not wait for the next batch, so it meets generations in flight; each batch still
+    starts with a version >= b - K."""
+
+    class SlowEngine(Engine):
+        def produce(self, index: int, version: int) -> ProducedBatch:
+            with self.lock:
+                self.generating = True
+            time.sleep(0.05)
+            with self.lock:
+                self.generating = False
+            return ProducedBatch(index, rollout=None, policy_version=version, stream_state={})
+
+    engine = SlowEngine()
+    rollouts = AsyncRollouts(engine.produce, first_batch=0, total_batches=6, max_staleness=1, partial=True)
+    started = []
+    for step in range(6):
+        batch, _ = rollouts.take(step)
+        started.append(batch.policy_version)
+        rollouts.push(step + 1, engine.push(step + 1))
+    rollouts.close()
+    assert engine.overlapped
+    assert all(version >= b - 1 for b, version in enumerate(started)), started
+
+
+def test_partial_rollouts_with_vllm_engines_are_refused_in_one_line():
+    from openrlhf.config import build_config
+    from openrlhf.trainer.preflight import check_async_layout
+
+    cfg = build_config({"train": {"async_enable": True, "partial_rollout_enable": True}})
+    check_async_layout(cfg, "hf")
+    with pytest.raises(ValueError, match=r"partial_rollout_enable with the vllm backend: .* HF engine only"):
+        check_async_layout(cfg, "vllm")
