@@ -70,3 +70,23 @@ def test_partial_rollouts_let_weight_updates_land_in_the_generation_in_progress(
     shares = [r["async/partial_share"] for r in rows]
     assert all(0.0 <= s <= 1.0 for s in shares) and max(shares) > 0, shares
     assert all(r["policy/grad_norm"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize("drop_equal", ["true", "false"])
+def test_dynamic_filtering_in_async_mode(ray_cluster, task, tmp_path, drop_equal):
+    """DAPO's dynamic filter on the async path: every step filters its batch's groups (the tiny LM's accuracies
+    are all 0: dropped as all-equal, or kept when equal scores are allowed); a step left without signal trains
+    nothing and still advances the schedule (the versions stay max(0, b - K)), a step with signal trains."""
+    out = tmp_path / "run"
+    flags = ("--algo.dynamic_filter.enable", "true", "--algo.dynamic_filter.drop_equal_scores", drop_equal)
+    run_training(small_run_args(task, out, *with_reward_func(task), *ASYNC, *flags))
+    rows = read_metrics(out)
+    assert [r["step"] for r in rows] == [1, 2]
+    assert [r["async/staleness"] for r in rows] == [0.0, 1.0]
+    for row in rows:
+        assert row["dyn_filter/groups"] == 4.0
+        assert row["dyn_filter/groups_kept"] + row["dyn_filter/groups_dropped"] == 4.0
+        kept = row["dyn_filter/groups_kept"] > 0
+        assert kept == (row.get("train/skipped_no_signal") != 1.0) == ("policy/grad_norm" in row), row
+    if drop_equal == "false":
+        assert all(r["dyn_filter/groups_kept"] == 4.0 for r in rows)
