@@ -392,7 +392,7 @@ class TrainConfig(Section):
     partial_rollout_enable: bool = Field(
         False,
         description="async: push new weights as soon as the policy has trained, into a generation in progress "
-        "(its responses go on with the new weights; each records where it switched); HF engines",
+        "(its responses go on with the new weights; each records where it switched)",
     )
     worker_mode: Literal["auto", "ray", "in_driver"] = Field(
         "auto",

@@ -99,8 +99,7 @@ def _create_hf_engines(cfg: Config, placement_group: Any, bundle_indices: list[i
         options: dict[str, Any] = {"num_cpus": cfg.train.cpus_per_worker / share, "num_gpus": gpus / share}
         if bundles is not None:
             options["scheduling_strategy"] = _strategy(placement_group, bundles[i][0])
-        if cfg.train.partial_rollout_enable:  # a weight update arrives while generate_stream runs
-            options["max_concurrency"] = 2
+        options.update(_partial_rollout_options(cfg))
         engines.append(
             actor_cls.options(**options).remote(
                 cfg.actor.model_name_or_path,
@@ -136,6 +135,7 @@ def _create_vllm_engines(cfg: Config, placement_group: Any, bundle_indices: list
                 num_cpus=0,
                 num_gpus=num_gpus,
                 scheduling_strategy=_strategy(placement_group, bundles[i][0]),
+                **_partial_rollout_options(cfg),
             ).remote(
                 cfg.actor.model_name_or_path,
                 tensor_parallel_size=tp,
@@ -155,3 +155,9 @@ def _create_vllm_engines(cfg: Config, placement_group: Any, bundle_indices: list
             )
         )
     return engines
+
+
+def _partial_rollout_options(cfg: Config) -> dict[str, Any]:
+    """Partial rollouts: a weight update arrives while generate_stream runs, so the actor takes two calls at once
+    (the update is handed to the generating thread: openrlhf/rollout/weight_switch.py)."""
+    return {"max_concurrency": 2} if cfg.train.partial_rollout_enable else {}

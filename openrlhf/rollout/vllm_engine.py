@@ -35,7 +35,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from openrlhf.models.vlm_inputs import IMAGE_TOKEN
@@ -43,6 +43,7 @@ from openrlhf.rollout.base import FinishedGroups, GenerationOutput, GenerationRe
 from openrlhf.rollout.decoding import decode_response, eos_token_ids, trim_at_eos, vision_placeholder_ids
 from openrlhf.rollout.dispatch import derive_seed, distribute_requests  # noqa: F401  (re-exported)
 from openrlhf.rollout.vllm_worker import WeightRecord, weight_record
+from openrlhf.rollout.weight_switch import WeightSwitch
 from openrlhf.rollout.weight_sync import NamedTensors, WeightMeta
 
 logger = logging.getLogger(__name__)
@@ -201,7 +202,17 @@ def convert_completion(
         text=decode_response(tokenizer, ids),
         logprobs=logprobs,
         finish_reason=finish,
+        weight_switches=weight_switches_of(completion, len(ids)),
     )
+
+
+def weight_switches_of(completion: Any, length: int) -> list[int]:
+    """Where new weights took over in one completion, from vLLM's own ``CompletionOutput.weight_versions``:
+    contiguous spans ``[start, end)`` of output tokens sampled by one weight-version label (the engine core
+    labels each step with the version set by ``LLMEngine.set_weight_version``); each later span's start is a
+    switch, counted in tokens sampled before it (those inside the response as cut at eos)."""
+    spans = getattr(completion, "weight_versions", None) or []
+    return [int(span.start) for span in spans[1:] if 0 < int(span.start) < length]
 
 
 def convert_request_output(
@@ -406,6 +417,9 @@ class VLLMRolloutEngine(RolloutEngine):
         self.image_pad_id = int(self.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)) if self.multimodal else None
         self._warned_truncation = False
         self._asleep = False
+        # Partial rollouts: updates from a second actor thread run between engine steps of a generation.
+        self._switch = WeightSwitch()
+        self._prefix_cache_stale = False
 
     def model_info(self) -> dict[str, Any]:
         return {"backend": "vllm", "model_path": self.model_path, "multimodal": self.multimodal}
@@ -436,7 +450,9 @@ class VLLMRolloutEngine(RolloutEngine):
 
     def generate(self, requests: list[GenerationRequest], params: SamplingParams) -> list[list[GenerationOutput]]:
         prompts, sampling = self._vllm_inputs(requests, params)
-        outputs = self.llm.generate(prompts, sampling, use_tqdm=False)
+        with self._switch.generating():  # an update arriving meanwhile runs after it
+            outputs = self.llm.generate(prompts, sampling, use_tqdm=False)
+        self._reset_stale_prefix_cache()
         return [self._convert(o, r) for o, r in zip(outputs, requests, strict=True)]
 
     def generate_stream(self, requests: list[GenerationRequest], params: SamplingParams) -> Iterator[FinishedGroups]:
@@ -452,29 +468,59 @@ class VLLMRolloutEngine(RolloutEngine):
         engine = self.llm.llm_engine
         done = 0
         try:
-            while engine.has_unfinished_requests():
-                finished = []
-                for output in engine.step():
-                    if output.finished:
-                        i = index_of[output.request_id]
-                        finished.append((i, self._convert(output, requests[i])))
-                done += len(finished)
-                if finished:
-                    yield finished
+            with self._switch.generating():
+                while engine.has_unfinished_requests():
+                    self._switch.safe_point()  # partial rollouts: a waiting weight update lands here
+                    finished = []
+                    for output in engine.step():
+                        if output.finished:
+                            i = index_of[output.request_id]
+                            finished.append((i, self._convert(output, requests[i])))
+                    done += len(finished)
+                    if finished:
+                        yield finished
         finally:
             if done < len(request_ids):
                 engine.abort_request(list(request_ids), internal=True)
+            self._reset_stale_prefix_cache()
 
     # ------------------------------------------------------------------ weights
 
+    def _apply_update(self, load: Callable[[], int]) -> int:
+        """One weight update: now, or during a generation at its next engine step (partial rollouts). It is
+        labelled (``llm_engine.set_weight_version``: the number of updates so far) so vLLM's per-token
+        weight-version spans show where responses switched (with vLLM's multiprocess engine core, which steps on
+        its own, the label is a second utility call after the load and may trail it by one engine step); the
+        prefix cache, whose blocks hold the old weights' keys and values, is reset now, or when the generation
+        ends (vLLM cannot while requests run)."""
+
+        def update() -> int:
+            count = load()
+            self.llm.llm_engine.set_weight_version(str(self._switch.switches + 1))
+            if self._switch.generating_now:
+                self._prefix_cache_stale = True
+            else:
+                self.reset_prefix_cache()
+            return count
+
+        return self._switch.apply(update)
+
+    def _reset_stale_prefix_cache(self) -> None:
+        if self._prefix_cache_stale:
+            self._prefix_cache_stale = False
+            self.reset_prefix_cache()
+
     def update_weights(self, named_tensors: NamedTensors) -> int:
         """The object-store path: full weights, sent to every worker as plain records, bucket by bucket."""
-        count = 0
-        for bucket in weight_record_buckets(named_tensors):
-            counts = self.llm.collective_rpc("load_named_weights", args=(bucket,))
-            count += int(counts[0])
-        self.reset_prefix_cache()
-        return count
+
+        def load() -> int:
+            count = 0
+            for bucket in weight_record_buckets(named_tensors):
+                counts = self.llm.collective_rpc("load_named_weights", args=(bucket,))
+                count += int(counts[0])
+            return count
+
+        return self._apply_update(load)
 
     def init_weight_sync_group(
         self,
@@ -494,16 +540,14 @@ class VLLMRolloutEngine(RolloutEngine):
 
     def receive_weights(self, meta: WeightMeta) -> int:
         plain_meta = [[str(name), str(dtype), [int(d) for d in shape]] for name, dtype, shape in meta]
-        counts = self.llm.collective_rpc("receive_weights", args=(plain_meta,))
-        self.reset_prefix_cache()
-        return int(counts[0])
+        return self._apply_update(lambda: int(self.llm.collective_rpc("receive_weights", args=(plain_meta,))[0]))
 
     def update_weights_from_ipc(self, payloads_by_device: dict[str, Any]) -> int:
         """Colocated with the policy: each worker opens the bucket its GPU's policy rank shared
         (:mod:`openrlhf.rollout.ipc_weights`, payloads keyed by device UUID) and loads it."""
-        counts = self.llm.collective_rpc("update_weights_from_ipc", args=(payloads_by_device,))
-        self.reset_prefix_cache()
-        return int(counts[0])
+        return self._apply_update(
+            lambda: int(self.llm.collective_rpc("update_weights_from_ipc", args=(payloads_by_device,))[0])
+        )
 
     def reset_prefix_cache(self) -> None:
         """Cached KV blocks were computed with the old weights; vLLM returns False when it could not reset."""

@@ -8,8 +8,11 @@ which runs it at its next safe point (:meth:`WeightSwitch.safe_point`, called be
 step t's logits, before step t + 1's forward). The update's caller waits until it ran. With no generation in
 progress the caller runs the update itself, and a generation that starts meanwhile waits for it.
 
-Tokens sampled before the switch come from the old weights, later ones from the new; the engine records, per
-response, how many tokens it had sampled at each switch (``GenerationOutput.weight_switches``), and the sampler
+Safe points: the HF engine's logits-processor hook after each decoding step; the vLLM engine's loop before
+each ``llm_engine.step()`` (a ``collective_rpc`` runs between two engine-core steps, so one step never mixes two
+versions). Tokens sampled before the switch come from the old weights, later ones from the new; the engine
+records, per response, how many tokens it had sampled at each switch (``GenerationOutput.weight_switches``;
+vLLM's own per-token weight-version spans there, labelled by ``llm_engine.set_weight_version``), and the sampler
 log-probs of each token are those of the weights that sampled it, so the importance correction stays per token.
 """
 
@@ -76,6 +79,12 @@ class WeightSwitch:
                         self._cond.notify_all()
                         break
                 self.safe_point()
+
+    @property
+    def generating_now(self) -> bool:
+        """Whether a generation is in progress (an update running now runs inside it, at a safe point)."""
+        with self._cond:
+            return self._generating > 0
 
     def safe_point(self) -> int:
         """Run the updates handed over so far (in the generating thread, between two decoding steps); returns how

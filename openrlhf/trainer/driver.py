@@ -499,7 +499,7 @@ class RLTrainer:
             from openrlhf.trainer.weight_push import resolve_weight_sync
             from openrlhf.workers.in_driver import resolve_worker_mode
 
-            check_async_layout(cfg, resolve_backend(cfg))
+            check_async_layout(cfg)
             self.worker_mode = resolve_worker_mode(cfg, resolve_weight_sync(cfg, resolve_backend(cfg)))
             if self.worker_mode == "ray" and init_ray(num_cpus=self.required_cpus()):
                 import ray

@@ -47,16 +47,11 @@ def check_reward_urls_reachable(reward_cfg) -> None:
             )
 
 
-def check_async_layout(cfg: Config, backend: str) -> None:
-    """Refuse, in one line, the asynchronous set-ups that cannot run (checked when the run starts, not when the
-    config loads: OpenRLHF's own async example sets colocate_all, and the backend "auto" resolves here)."""
+def check_async_layout(cfg: Config) -> None:
+    """Refuse, in one line, the asynchronous set-up that cannot run (checked when the run starts, not when the
+    config loads: OpenRLHF's own async example sets colocate_all and must still load)."""
     if cfg.train.async_enable and cfg.train.colocate_all:
         raise ValueError(
             "train.async_enable with train.colocate_all: the engines and the policy share devices and take "
             "turns, so there is nothing to overlap; give the engines their own bundles (colocate_all false)"
-        )
-    if cfg.train.partial_rollout_enable and backend != "hf":
-        raise ValueError(
-            f"train.partial_rollout_enable with the {backend} backend: weight updates inside a generation in "
-            "progress are implemented for the HF engine only (rollout.backend hf), not yet for vLLM (issue #13)"
         )

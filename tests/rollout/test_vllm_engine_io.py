@@ -9,14 +9,18 @@ its source). What cannot import here is checked from the wheel's source with ``a
 from __future__ import annotations
 
 import ast
+import threading
+import time
 from types import SimpleNamespace
 
 import pytest
+import torch
 from vllm_wheel import compiled_method, method_params, method_source, vllm_class_ast, vllm_module, vllm_source
 
 from openrlhf.models.loading import load_tokenizer
 from openrlhf.rollout.base import GenerationRequest, SamplingParams
 from openrlhf.rollout.vllm_engine import VLLMRolloutEngine, convert_request_output, external_request_id
+from openrlhf.rollout.weight_switch import WeightSwitch
 
 pytestmark = pytest.mark.contract
 
@@ -55,6 +59,7 @@ def _engine_around(llm, vllm_api, tok) -> VLLMRolloutEngine:
     )
     engine.eos_ids, engine.banned_ids, engine.image_pad_id = [tok.eos_token_id], [], None
     engine.enable_sleep, engine._asleep, engine._warned_truncation = False, False, False
+    engine._switch, engine._prefix_cache_stale = WeightSwitch(), False
     return engine
 
 
@@ -132,8 +137,11 @@ def test_engine_stream_yields_groups_as_vllm_finishes_them(vllm_api, tiny_lm_pat
         output of 0), 1 and 0 at the third."""
 
         def __init__(self) -> None:
-            self.requests, self.aborted = {}, []
+            self.requests, self.aborted, self.calls = {}, [], []
             self.steps = [[(2, True)], [(0, False)], [(1, True), (0, True)]]
+
+        def set_weight_version(self, version: str) -> None:
+            self.calls.append(f"set_weight_version {version}")
 
         def add_request(self, request_id, prompt, params, lora_request=None, priority=0):
             request = SimpleNamespace(request_id=request_id, external_req_id=None, prompt=prompt, params=params)
@@ -145,6 +153,7 @@ def test_engine_stream_yields_groups_as_vllm_finishes_them(vllm_api, tiny_lm_pat
             return bool(self.steps)
 
         def step(self):
+            self.calls.append("step")
             done = self.steps.pop(0)
             return [
                 vllm_api.outputs.RequestOutput(
@@ -170,6 +179,14 @@ def test_engine_stream_yields_groups_as_vllm_finishes_them(vllm_api, tiny_lm_pat
             assert use_tqdm is False
             return [add_request(self, p, sp) for p, sp in zip(prompts, sampling_params, strict=True)]
 
+        def collective_rpc(self, method, timeout=None, args=(), kwargs=None):
+            self.llm_engine.calls.append(method)
+            return [len(args[0])]
+
+        def reset_prefix_cache(self, reset_running_requests=False, reset_connector=False):
+            self.llm_engine.calls.append("reset_prefix_cache")
+            return True
+
     def make_engine():
         return _engine_around(StreamingLLM(), vllm_api, tok)
 
@@ -190,3 +207,94 @@ def test_engine_stream_yields_groups_as_vllm_finishes_them(vllm_api, tiny_lm_pat
     stream.close()  # the consumer stops (a reward failed): the rest is aborted by the ids enqueue returned
     internal = [r.request_id for r in engine.llm.llm_engine.requests.values()]
     assert engine.llm.llm_engine.aborted == [(internal, True)]
+
+    # Partial rollouts: an update from another thread (the actor's second) while the stream runs lands before the
+    # next engine step, is labelled for vLLM's weight-version spans, and the prefix cache is reset at the end.
+    engine = make_engine()
+    stream = engine.generate_stream(requests, SamplingParams(n=2, seed=7))
+    next(stream)
+    done = []
+    updater = threading.Thread(target=lambda: done.append(engine.update_weights({"w": torch.zeros(3)})))
+    updater.start()
+    while not engine._switch._queued:
+        time.sleep(0.01)
+    list(stream)
+    updater.join(5)
+    assert done == [1]
+    assert engine.llm.llm_engine.calls == [
+        "step",
+        "load_named_weights",
+        "set_weight_version 1",
+        "step",
+        "step",
+        "reset_prefix_cache",
+    ]
+
+
+def test_partial_rollout_switches_come_from_vllms_own_weight_version_spans(vllm_api, tiny_lm_path):
+    """The wheel's real OutputProcessor fed EngineCoreOutputs as the engine core sends them, each step labelled
+    with the version of that moment (``EngineCore._attach_weight_version``; our updates set it with
+    ``llm_engine.set_weight_version``): a request of n=2 fanned out by the real ParentRequest; new weights from
+    the 4th step on. The child still running then switches after 3 tokens; the one that ended at eos after 3
+    tokens (before the switch) records none."""
+    from copy import copy
+
+    import numpy as np
+
+    op = vllm_module("vllm.v1.engine.output_processor")
+    core = vllm_module("vllm.v1.engine")
+    parallel = vllm_module("vllm.v1.engine.parallel_sampling")
+    lists = vllm_module("vllm.v1.outputs").LogprobsLists
+    assert "eco.weight_version = self._weight_version" in method_source(
+        "v1/engine/core.py", "EngineCore", "_attach_weight_version"
+    )
+    assert "self.engine_core.set_weight_version(weight_version)" in method_source(
+        "v1/engine/llm_engine.py", "LLMEngine", "set_weight_version"
+    )
+    tok = load_tokenizer(tiny_lm_path)
+    eos = tok.eos_token_id
+    sampling = vllm_api.sampling
+    params = sampling.SamplingParams(n=2, max_tokens=6, logprobs=0, output_kind=sampling.RequestOutputKind.FINAL_ONLY)
+    request = core.EngineCoreRequest(
+        request_id="0-abcdefgh",
+        prompt_token_ids=[1, 2, 3],
+        mm_features=None,
+        sampling_params=params,
+        pooling_params=None,
+        arrival_time=0.0,
+        lora_request=None,
+        cache_salt=None,
+        data_parallel_rank=None,
+        external_req_id="0",
+    )
+    processor = op.OutputProcessor(None, log_stats=False)
+    parent = parallel.ParentRequest(request)
+    children = []
+    for index in range(2):  # as LLMEngine.add_request fans out n > 1
+        child_id, child_params = parent.get_child_info(index)
+        child = request if index == 1 else copy(request)
+        child.request_id, child.sampling_params = child_id, child_params
+        processor.add_request(child, None, parent, index)
+        children.append(child_id)
+    tokens = {children[0]: [10, 11, 12, 13, 14, 15], children[1]: [20, 21, eos]}
+    finished = []
+    for step in range(6):
+        label = "default" if step < 3 else "1"
+        outputs = [
+            core.EngineCoreOutput(
+                child_id,
+                [ids[step]],
+                new_logprobs=lists(np.array([[ids[step]]]), np.array([[-0.25 * (step + 1)]]), np.array([1])),
+                finish_reason=core.FinishReason.STOP
+                if ids[step] == eos
+                else (core.FinishReason.LENGTH if step == len(ids) - 1 else None),
+            )
+            for child_id, ids in tokens.items()
+            if step < len(ids)
+        ]
+        finished += processor.process_outputs(outputs, weight_version=label).request_outputs
+    (request_output,) = finished
+    first, second = convert_request_output(request_output, tok, [eos], expected_prompt_ids=[1, 2, 3])
+    assert first.output_token_ids == tokens[children[0]] and first.weight_switches == [3]
+    assert first.logprobs == [-0.25 * (k + 1) for k in range(6)]
+    assert second.output_token_ids == [20, 21, eos] and second.weight_switches == []

@@ -121,13 +121,3 @@ def test_partial_rollouts_push_at_once_into_a_generation_in_flight():
     rollouts.close()
     assert engine.overlapped
     assert all(version >= b - 1 for b, version in enumerate(started)), started
-
-
-def test_partial_rollouts_with_vllm_engines_are_refused_in_one_line():
-    from openrlhf.config import build_config
-    from openrlhf.trainer.preflight import check_async_layout
-
-    cfg = build_config({"train": {"async_enable": True, "partial_rollout_enable": True}})
-    check_async_layout(cfg, "hf")
-    with pytest.raises(ValueError, match=r"partial_rollout_enable with the vllm backend: .* HF engine only"):
-        check_async_layout(cfg, "vllm")
