@@ -21,7 +21,6 @@ Modules: ``core`` (Alias, Refusal, Lookup, the converters), ``tables`` (ALIASES,
 """
 
 from openrlhf.openrlhf_flags.core import (
-    ISSUE_ASYNC,
     ISSUE_SPEED,
     MISSING,
     OPENRLHF_VERSION,
@@ -42,7 +41,6 @@ __all__ = [
     "ALIAS_LIST",
     "DEFAULTS_DIFFER",
     "FLAT_FLAGS",
-    "ISSUE_ASYNC",
     "ISSUE_SPEED",
     "MISSING",
     "OPENRLHF_VERSION",

@@ -17,7 +17,6 @@ MISSING: Any = object()
 
 OPENRLHF_VERSION = "0.11.2"
 ISSUE_SPEED = 12  # packing, dynamic (token-budget) batches
-ISSUE_ASYNC = 13  # async training, partial rollouts, importance correction, over-sampling
 
 
 class AliasRefused(ValueError):
@@ -237,10 +236,10 @@ def _vllm_generate_batch_size(value: Any, lookup: Lookup) -> dict[str, Any]:
     if value is None or value == prompts:
         return {}
     raise AliasRefused(
-        f"generating {value} prompts per step while training on {prompts} (over-sampling) needs the async "
-        "pipeline's queue",
-        "leave it out (each step generates --rollout.batch_size prompts)",
-        ISSUE_ASYNC,
+        f"generating {value} prompts per step while training on {prompts} (over-sampling: one generation buffered "
+        "for later steps) is not implemented; the async pipeline overlaps generation with training instead",
+        "leave it out (each step generates --rollout.batch_size prompts; --train.async_enable "
+        "--train.max_staleness K generates K steps ahead)",
     )
 
 

@@ -21,7 +21,7 @@ DOC = REPO / "docs" / "migrating_from_openrlhf.md"
 # The issue's count: distinct flags of OpenRLHF's example scripts and README command (tests/data/...).
 EXAMPLE_FLAG_COUNT = 86
 # The issue asks for 70: the rest need features this project lacks (critic, reward-model workers, agents,
-# ring attention) or that issue #13 adds (async); see docs/migrating_from_openrlhf.md.
+# ring attention, over-sampling); see docs/migrating_from_openrlhf.md.
 MIN_ACCEPTED = 70
 # Flags of the mirrored examples (OpenRLHF master, version.txt 0.11.0) that OpenRLHF 0.11.2's parser does not
 # define: the IS-correction flags were renamed in 0.11.2 (is_correction_level / _mode), and the README still
@@ -173,9 +173,9 @@ def test_example_flags_accepted_or_refused_by_name():
     assert len(accepted) + len(refused) == EXAMPLE_FLAG_COUNT
 
 
-def test_not_yet_supported_flags_name_their_issue():
+def test_over_sampling_is_refused_with_what_to_use_instead():
     error = refusal_of("rollout.vllm_generate_batch_size", ["64"])
-    assert "not supported yet (issue #13)" in error and "over-sampling" in error
+    assert "over-sampling" in error and "--train.max_staleness K" in error
 
 
 @pytest.mark.contract
@@ -294,7 +294,7 @@ def test_converters(argv, expected):
         (["--algo.advantage.is_correction_gating", "tv"], "divergence-gated"),
         (["--ds.lora.target_modules", "all-linear"], "all-linear"),
         (["--algo.advantage.estimator", "gae"], "PPO with a critic"),
-        (["--rollout.vllm_generate_batch_size", "64", "--rollout.batch_size", "32"], "issue #13"),
+        (["--rollout.vllm_generate_batch_size", "64", "--rollout.batch_size", "32"], "over-sampling"),
         (["--local_rank", "0"], "not supported here"),
     ],
 )
@@ -472,7 +472,7 @@ def test_yaml_refusals_name_the_file(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(["--config", str(path)])
     message = str(err.value)
-    assert str(path) in message and "--critic.num_nodes" in message and "issue #13" in message
+    assert str(path) in message and "--critic.num_nodes" in message and "over-sampling" in message
 
 
 def test_max_len_sees_the_files_max_new_tokens(tmp_path):
