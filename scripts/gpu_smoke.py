@@ -194,13 +194,30 @@ def rollout(s: Smoke, backend: str) -> str:
             raise AssertionError(f"sampler log-probs out of range: {o.logprobs[:5]}")
     encoded = [EncodedPrompt(sample=None, request=r) for r in requests]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    s.state.update(engine=engine, requests=requests, tokenizer=tokenizer)
+    s.state.update(engine=engine, requests=requests, tokenizer=tokenizer, outputs=outs)
     s.state["experience"] = build_experience(Rollout(encoded, flat, N_SAMPLES), pad)
     s.state["greedy_before"] = greedy(engine, requests)
     tokens = sum(len(o.output_token_ids) for o in flat)
     info = engine.model_info() if hasattr(engine, "model_info") else {}
     s.state["engine_dtype"] = info.get("dtype", "bfloat16" if backend == "vllm" else "float32")
     return f"{len(flat)} samples, {tokens} tokens, {tokens / elapsed:.0f} tok/s, engine dtype {s.state['engine_dtype']}"
+
+
+def stream(s: Smoke) -> str:
+    """generate_stream (what the trainer calls: groups scored as they finish) with step 2's params: every request
+    once, n samples each, and how many samples equal generate()'s."""
+    from openrlhf.rollout.base import SamplingParams
+
+    engine, requests = s.state["engine"], s.state["requests"]
+    params = SamplingParams(n=N_SAMPLES, temperature=1.0, max_new_tokens=MAX_NEW_TOKENS, seed=1)
+    pieces = list(engine.generate_stream(requests, params))
+    got = {index: outs for piece in pieces for index, outs in piece}
+    order = [index for piece in pieces for index, _ in piece]
+    if sorted(order) != list(range(len(requests))) or any(len(outs) != N_SAMPLES for outs in got.values()):
+        raise AssertionError(f"pieces {[[i for i, _ in p] for p in pieces]} for {len(requests)} requests")
+    whole = [[o.output_token_ids for o in outs] for outs in s.state["outputs"]]
+    same = sum(a.output_token_ids == b for i, outs in got.items() for a, b in zip(outs, whole[i], strict=True))
+    return f"{len(pieces)} pieces, {same}/{len(requests) * N_SAMPLES} samples identical to generate()"
 
 
 def logprob_diff(s: Smoke, dtype: torch.dtype) -> str:
@@ -399,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         s.step("0 deepspeed (+ pydantic, yaml)", "-", lambda: s.state.setdefault("ds", ensure_modules(args.wheels)))
         s.step("1 build tiny LM", "-", lambda: build_model(s, Path(tmp)))
         s.step(f"2 rollout n={N_SAMPLES}", where, lambda: rollout(s, backend), needs=("model_path",))
+        s.step("2b rollout streamed", where, lambda: stream(s), needs=("engine",))
         for dtype in (torch.float32, torch.bfloat16):
             label = f"3 sampler vs policy log-probs ({str(dtype)[6:]})"
             s.step(label, where, lambda d=dtype: logprob_diff(s, d), needs=("experience",))

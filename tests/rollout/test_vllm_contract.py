@@ -49,6 +49,7 @@ from openrlhf.rollout.vllm_engine import (
     weight_record_buckets,
 )
 from openrlhf.rollout.vllm_worker import WeightSyncWorkerExtension, weight_record
+from openrlhf.rollout.weight_switch import WeightSwitch
 from openrlhf.rollout.weight_sync import (
     broadcast_named_tensors,
     create_sync_group_sender,
@@ -106,6 +107,8 @@ class LoopbackLLM:
 
     def __init__(self, rpc: CollectiveRpc, workers: list) -> None:
         self.rpc, self.workers, self.prefix_resets = rpc, workers, 0
+        self.weight_versions: list[str] = []  # the labels of vLLM's per-token weight-version spans
+        self.llm_engine = SimpleNamespace(set_weight_version=self.weight_versions.append)
 
     def collective_rpc(self, method, timeout=None, args=(), kwargs=None):
         return self.rpc(self.workers, method, args, kwargs)
@@ -126,6 +129,7 @@ def loopback_engine(rpc: CollectiveRpc, workers: list) -> VLLMRolloutEngine:
     """A VLLMRolloutEngine whose ``llm`` is :class:`LoopbackLLM` (its constructor needs a GPU)."""
     engine = object.__new__(VLLMRolloutEngine)
     engine.llm = LoopbackLLM(rpc, workers)
+    engine._switch, engine._prefix_cache_stale = WeightSwitch(), False
     return engine
 
 
@@ -147,7 +151,7 @@ def test_object_store_weights_survive_collective_rpc(rpc, tiny_lm_path, updated_
     engine = loopback_engine(rpc, [worker, CpuWorker(1, load_model(tiny_lm_path))])
     assert len(list(weight_record_buckets(policy, bucket_bytes=64 * 1024))) > 2  # several calls
     assert engine.update_weights(policy) == len(policy)
-    assert engine.llm.prefix_resets == 1
+    assert engine.llm.prefix_resets == 1 and engine.llm.weight_versions == ["1"]  # one update, one label
     for w in engine.llm.workers:
         assert_weights_equal(w.hf_model, policy)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-STEPS = ["0", "1", "2", "3", "3", "4", "5a", "5b", "6"]
+STEPS = ["0", "1", "2", "2b", "3", "3", "4", "5a", "5b", "6"]
 
 
 def ipc_api_present() -> bool:
@@ -59,6 +59,9 @@ def test_gpu_smoke_passes_on_cpu_without_ray(tmp_path):
     others = [r for r in rows if r not in (bf16, ipc)]
     assert all(r["result"] == "passed" for r in others), others
     assert "greedy output changed" in by_step["5b weight sync full tensors"]["detail"]
+    streamed = by_step["2b rollout streamed"]["detail"]  # the HF engine streams generate()'s own chunks
+    same, total = streamed.split()[2].split("/")
+    assert streamed.endswith("samples identical to generate()") and same == total, streamed
     # One markdown table on stdout, and the versions.
     assert proc.stdout.count("| step | backend | result | seconds |") == 1
     for name in ("torch", "transformers", "deepspeed", "vllm", "device"):
