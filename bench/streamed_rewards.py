@@ -74,11 +74,15 @@ def main() -> None:
     from openrlhf.config_loading import build_config
     from openrlhf.data.loader import load_samples
     from openrlhf.rollout.hf_engine import HFRolloutEngine
-    from openrlhf.trainer.experience_maker import PromptEncoder, generate, sampling_params, score_groups
+    from openrlhf.rollout.prompt_encoder import PromptEncoder
+    from openrlhf.trainer.experience_maker import sampling_params, score_groups
     from openrlhf.trainer.local_reward_server import open_reward_source
     from openrlhf.trainer.reward_client import FileRewardFunction
     from openrlhf.trainer.streamed_rollout import generate_and_score
-    from openrlhf.workers.in_driver import InDriverHandle
+    from openrlhf.utils.actor_calls import InDriverHandle
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from openrlhf_helpers import generate  # the sequential way: every output gathered, then scored
 
     torch.set_num_threads(2)
     work = Path(tempfile.mkdtemp(prefix="streamed_rewards_"))

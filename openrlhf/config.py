@@ -5,40 +5,26 @@ command-line overrides in OpenRLHF's style (``--actor.model_name_or_path PATH --
 --algo.advantage.estimator group_norm --train.colocate_all``). An unknown key or a bad value fails at
 start with a :class:`ConfigError` naming the key, the value and what is allowed.
 
-The loading machinery (command-line and YAML parsing, OpenRLHF's flag names, error messages) lives in
-openrlhf/config_loading.py; its public functions (:func:`load_config`, :func:`build_config`,
-:func:`dump_config`, :func:`parse_overrides`, :func:`load_yaml`, :func:`translate_yaml`) are importable from
-here, loaded on first use. ``--help`` text is generated from this tree (openrlhf/config_help.py).
+This module is the tree alone and imports nothing of the project above openrlhf/utils/: the loading machinery
+(command-line and YAML parsing, OpenRLHF's flag names, error messages: :func:`~openrlhf.config_loading.load_config`,
+:func:`~openrlhf.config_loading.build_config`, :func:`~openrlhf.config_loading.parse_overrides`, ...) lives in
+openrlhf/config_loading.py, which builds on this module, and ``--help`` text is generated from the tree by
+openrlhf/config_help.py. :func:`dump_config` (the tree as YAML) and :func:`eval_metric_name` (the eval metric
+``ckpt.best_metric_key`` names) live here.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+import re
+from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-if TYPE_CHECKING:
-    from openrlhf.config_loading import (
-        build_config as build_config,
-    )
-    from openrlhf.config_loading import (
-        dump_config as dump_config,
-    )
-    from openrlhf.config_loading import (
-        load_config as load_config,
-    )
-    from openrlhf.config_loading import (
-        load_yaml as load_yaml,
-    )
-    from openrlhf.config_loading import (
-        parse_overrides as parse_overrides,
-    )
-    from openrlhf.config_loading import (
-        translate_yaml as translate_yaml,
-    )
+from openrlhf.utils.errors import UserError
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config key or value that is not allowed; the message names the key, value and choices."""
 
 
@@ -260,6 +246,13 @@ class DynamicFilterConfig(Section):
         return value
 
 
+# The advantage estimator each algo.name implies when algo.advantage.estimator is not set (the presets of
+# openrlhf/algorithms/presets.py), and the estimators that compare the n responses to one prompt with each other
+# (openrlhf/algorithms/advantages.py refuses n < 2 for them): a test keeps both in step with those modules.
+PRESET_ESTIMATORS = {"grpo": "group_norm", "reinforce_pp": "reinforce", "stable_reinforce": "reinforce"}
+GROUP_ESTIMATORS = frozenset({"group_norm", "dr_grpo", "rloo", "reinforce_baseline"})
+
+
 class AlgoConfig(Section):
     name: Literal["grpo", "reinforce_pp", "stable_reinforce"] = "grpo"
     advantage: AdvantageConfig = AdvantageConfig()
@@ -347,6 +340,21 @@ class RewardConfig(Section):
         self.__dict__["remote_url"] = []
         return self
 
+    @model_validator(mode="after")
+    def _check_server_urls(self) -> RewardConfig:
+        """Every reward server is an http(s) URL with a host and a valid port."""
+        from urllib.parse import urlsplit
+
+        for url in self.remote_url:
+            parts = urlsplit(url)
+            try:
+                parts.port  # noqa: B018 - raises ValueError for a port out of range
+            except ValueError:
+                parts = parts._replace(scheme="")
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"reward.remote_url: {url!r} is not an http(s) URL (http://HOST:PORT/get_reward)")
+        return self
+
 
 # --------------------------------------------------------------------------- training
 
@@ -401,9 +409,6 @@ class TrainConfig(Section):
         "(colocate_all, in_process weight sync); auto: in_driver then, unless RAY_ADDRESS is set or Ray runs",
     )
     max_nonfinite_skips: int = Field(3, ge=1, description="stop after this many non-finite updates in a row")
-    inject_nonfinite_at_steps: list[int] = Field(
-        default_factory=list, description="fault injection: make the loss non-finite at these steps (tests)"
-    )
     eval_steps: int = Field(0, ge=0, description="evaluate every k steps; 0: start and end only")
     cpus_per_worker: float = Field(1.0, gt=0.0)
     num_threads_per_worker: int = Field(0, ge=0, description="torch threads per Ray worker; 0: auto")
@@ -426,6 +431,34 @@ class DeepSpeedConfig(Section):
     )
 
 
+_OPENRLHF_EVAL_KEY = re.compile(r"eval_(?P<source>.+)_(?P<metric>pass\d+)")
+DEFAULT_BEST_METRIC = "eval/pass1"
+
+
+def eval_metric_name(key: str) -> str | None:
+    """The eval metric ``ckpt.best_metric_key`` names: None for ``none`` (off), ``eval/pass1`` for the empty
+    string (OpenRLHF: the first pass1 metric), OpenRLHF's ``eval_default_pass{k}`` as ``eval/pass{k}``, an
+    ``eval/...`` name as it is. Anything else is a ValueError naming the accepted forms."""
+    if key == "none":
+        return None
+    if key == "":
+        return DEFAULT_BEST_METRIC
+    if key.startswith("eval/") and len(key) > len("eval/"):
+        return key
+    match = _OPENRLHF_EVAL_KEY.fullmatch(key)
+    if match and match["source"] == "default":
+        return f"eval/{match['metric']}"
+    if match:
+        raise ValueError(
+            f"{key!r}: evaluation here has one data source (OpenRLHF's 'default'); use eval_default_{match['metric']} "
+            f"or eval/{match['metric']}"
+        )
+    raise ValueError(
+        f"{key!r} is not an eval metric name: use eval/pass1, eval/pass<n>, eval/accuracy, eval/reward, "
+        "eval/<reward component>, OpenRLHF's eval_default_pass<n>, '' (eval/pass1) or none (off)"
+    )
+
+
 class CheckpointConfig(Section):
     interval: int = Field(0, ge=0, description="save every k steps; 0: only at the end")
     keep: int = Field(2, ge=1)
@@ -441,8 +474,6 @@ class CheckpointConfig(Section):
     @field_validator("best_metric_key")
     @classmethod
     def _check_best_metric_key(cls, value: str) -> str:
-        from openrlhf.trainer.evaluation import eval_metric_name
-
         eval_metric_name(value)
         return value
 
@@ -627,18 +658,37 @@ class Config(Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _check_run_conflicts(self) -> Config:
+        """Settings a run would refuse once it starts, refused here so --print-config, --plan and the run agree."""
+        estimator = self.algo.advantage.estimator
+        if "estimator" not in self.algo.advantage.model_fields_set:
+            estimator = PRESET_ESTIMATORS.get(self.algo.name, estimator)
+        if estimator in GROUP_ESTIMATORS and self.rollout.n_samples_per_prompt < 2:
+            raise ValueError(
+                f"algo.advantage.estimator={estimator} (algo.name {self.algo.name}) compares the responses to a "
+                f"prompt with each other: it needs rollout.n_samples_per_prompt >= 2, got "
+                f"{self.rollout.n_samples_per_prompt}; use algo.advantage.estimator reinforce for one response per prompt"
+            )
+        if self.train.async_enable and self.train.colocate_all:
+            raise ValueError(
+                "train.async_enable with train.colocate_all: the engines and the policy share devices and take "
+                "turns, so there is nothing to overlap; give the engines their own bundles (train.colocate_all "
+                "false; train.colocate_actor_ref still puts the reference on the policy's bundles)"
+            )
+        if self.rollout.weight_sync == "broadcast" and self.train.colocate_all and self.rollout.backend == "vllm":
+            raise ValueError(
+                "rollout.weight_sync=broadcast with train.colocate_all and vLLM: policy rank 0 and engine 0 share a "
+                "GPU and NCCL refuses two ranks on one device; use rollout.weight_sync=ipc (or auto)"
+            )
+        if self.ckpt.best_metric_key != "none" and not self.data.eval_paths and not self.demo.enable:
+            raise ValueError(
+                f"ckpt.best_metric_key={self.ckpt.best_metric_key!r} picks the best model by evaluation, but there "
+                "is no eval data: set data.eval_paths (--eval.dataset) or ckpt.best_metric_key none"
+            )
+        return self
 
-# --------------------------------------------------------------------------- loading (openrlhf/config_loading.py)
 
-_LOADING_NAMES = frozenset(
-    {"build_config", "dump_config", "load_config", "load_yaml", "parse_overrides", "translate_yaml"}
-)
-
-
-def __getattr__(name: str) -> Any:
-    """The loading API, imported on first use: openrlhf.config_loading imports this module's tree."""
-    if name in _LOADING_NAMES:
-        from openrlhf import config_loading
-
-        return getattr(config_loading, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def dump_config(cfg: Config) -> str:
+    """The tree as YAML, every key with its value (what ``--print-config`` prints and a run saves)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,10 +1,11 @@
 """``--help`` for the config-driven commands, generated from the config tree (openrlhf/config.py).
 
-Every key with its type, default and description (the pydantic ``Field`` descriptions), section by
-section; OpenRLHF v0.11's names for a key (openrlhf/openrlhf_flags/) are shown with it. ``--help SECTION``
-prints one section (``algo``, ``algo.kl``) or one key; ``--help openrlhf`` lists OpenRLHF's flags, what
-each sets here and those not supported. :func:`did_you_mean` suggests keys for a misspelt one, searching
-every section and OpenRLHF's names.
+``--help`` is a one-screen summary: the sections the command reads, each with one line, its most used keys,
+and where the rest is. ``--help all`` prints every key of those sections with its type, default and description
+(the pydantic ``Field`` descriptions), with OpenRLHF v0.11's names for a key (openrlhf/openrlhf_flags/).
+``--help SECTION`` prints one section (``algo``, ``algo.kl``) or one key; ``--help openrlhf`` lists OpenRLHF's
+flags, what each sets here and those not supported. :func:`did_you_mean` suggests keys for a misspelt one,
+searching every section and OpenRLHF's names.
 
 ``python -m openrlhf.config_help --migration-table`` prints the flag tables of
 docs/migrating_from_openrlhf.md.
@@ -33,6 +34,52 @@ VALUES_NOTE = (
     "(--algo.dynamic_filter.score_range 0 1). OpenRLHF v0.11's flag names work too: 'OpenRLHF:' after a key "
     "names them; --help openrlhf lists every OpenRLHF flag with what it sets here, and those not supported."
 )
+
+
+# One line per top-level section, for the summary (a test keeps it in step with the config tree).
+SECTION_SUMMARY = {
+    "actor": "the policy: checkpoint, dtype, LoRA, ranks per node",
+    "ref": "the reference model for the KL term (default: the actor's checkpoint)",
+    "data": "prompt and eval files, their format and keys, images, chat template and prompt length",
+    "rollout": "sampling: backend (HF or vLLM), samples per prompt, temperature, new tokens, weight sync",
+    "vllm": "rollout engines: how many, tensor parallel size, GPU memory, sleep while training",
+    "algo": "GRPO / Reinforce++ / StableReinforce: advantages, KL, clipping, filters, loss aggregation",
+    "reward": "reward servers (URLs), a reward function file, or a local server; retries and timeouts",
+    "train": "steps and batch sizes, learning rate, output folder, colocation, async RL, worker mode",
+    "ds": "DeepSpeed: ZeRO stage, offload, gradient checkpointing, bf16, packing, sleep while generating",
+    "ckpt": "checkpoints: interval, how many kept, resume (load_enable), best model by an eval metric",
+    "eval": "how held-out prompts are answered: temperature and samples per prompt",
+    "logger": "metrics.jsonl, TensorBoard, Weights & Biases, progress bar",
+    "sft": "supervised fine-tuning (openrlhf-sft, the demos' warm start): epochs, learning rate, batches",
+    "demo": "the embedded demos: task, model, generated data sizes",
+    "plan": "the placement and memory planner (--plan): model size, cluster shape, enforcement",
+}
+
+# The sections a command reads (its --help lists only these; --help SECTION shows any), and its most used keys.
+COMMAND_SECTIONS = {
+    "openrlhf-sft": ("actor", "data", "train", "ds", "sft", "logger"),
+    "openrlhf-eval": ("actor", "data", "rollout", "vllm", "eval", "train"),
+}
+COMMON_KEYS = {
+    "openrlhf-train": (
+        "actor.model_name_or_path", "data.train_paths", "data.eval_paths", "reward.remote_url", "algo.name",
+        "rollout.n_samples_per_prompt", "train.rollout_batch_size", "train.max_steps", "train.output_dir",
+        "ckpt.load_enable",
+    ),
+    "openrlhf-sft": (
+        "actor.model_name_or_path", "data.train_paths", "sft.epochs", "sft.learning_rate", "sft.batch_size",
+        "sft.output_dir", "actor.num_gpus_per_node",
+    ),
+    "openrlhf-eval": (
+        "actor.model_name_or_path", "data.eval_paths", "data.image_roots", "eval.temperature",
+        "eval.n_samples_per_prompt", "rollout.max_new_tokens", "train.output_dir",
+    ),
+}  # fmt: skip
+
+
+def command_sections(command: str) -> tuple[str, ...]:
+    """The top-level config sections ``command`` reads (every section for openrlhf-train)."""
+    return COMMAND_SECTIONS.get(command, tuple(Config.model_fields))
 
 
 def type_name(annotation: Any) -> str:
@@ -209,44 +256,72 @@ def openrlhf_lines() -> list[str]:
 
 
 def format_help(command: str, section: str = "", description: str = "") -> str:
-    """The help text of a config-driven command; ``section``: one section, key, or ``openrlhf``.
+    """The help text of a config-driven command: the summary (``section`` empty), ``all`` (every key of the
+    command's sections), one section or key, or ``openrlhf``.
 
     Raises ConfigError for an unknown section (with suggestions).
     """
     usage = [
         f"usage: {command} [--config FILE] [--print-config] [--section.key VALUE ...]",
-        f"       {command} --help [SECTION | KEY | openrlhf]",
+        f"       {command} --help [all | SECTION | KEY | openrlhf]",
     ]
     name = section.strip().lstrip("-").rstrip(".")
+    if not name:
+        return _summary(command, usage, description)
     if name.lower() == "openrlhf":
         return "\n".join([*usage, "", *openrlhf_lines()]) + "\n"
-    if name:
-        if name in sections():
-            chosen = [(n, m) for n, m in sections().items() if n == name or n.startswith(name + ".")]
-            body = [line for n, m in chosen for line in [*_section_lines(n, m), ""]]
-            return "\n".join([*usage, "", *body]).rstrip() + "\n"
-        if name in all_keys():
-            parent, key = name.rsplit(".", 1)
-            return (
-                "\n".join([*usage, "", f"[{parent}]", *_key_lines(name, sections()[parent].model_fields[key])]) + "\n"
-            )
-        alias = oa.ALIASES.get(name)
-        refusal = oa.REFUSED.get(name)
-        if alias is not None:
-            target = ", ".join(alias.targets) if alias.targets else "(nothing to set)"
-            return "\n".join([*usage, "", f"  --{name} (OpenRLHF) -> {target}", *_wrap(alias.note)]) + "\n"
-        if refusal is not None:
-            return "\n".join([*usage, "", f"  {refusal.message()}"]) + "\n"
-        top = ", ".join(Config.model_fields)
-        close = did_you_mean(name, extra=(*sections(), "openrlhf"), dashes="")
-        raise ConfigError(f"--help {section}: no such section or key{close} (sections: {top}, openrlhf)")
+    if name.lower() == "all":
+        return _full_help(command, usage, description)
+    if name in sections():
+        chosen = [(n, m) for n, m in sections().items() if n == name or n.startswith(name + ".")]
+        body = [line for n, m in chosen for line in [*_section_lines(n, m), ""]]
+        return "\n".join([*usage, "", *body]).rstrip() + "\n"
+    if name in all_keys():
+        parent, key = name.rsplit(".", 1)
+        return "\n".join([*usage, "", f"[{parent}]", *_key_lines(name, sections()[parent].model_fields[key])]) + "\n"
+    alias = oa.ALIASES.get(name)
+    refusal = oa.REFUSED.get(name)
+    if alias is not None:
+        target = ", ".join(alias.targets) if alias.targets else "(nothing to set)"
+        return "\n".join([*usage, "", f"  --{name} (OpenRLHF) -> {target}", *_wrap(alias.note)]) + "\n"
+    if refusal is not None:
+        return "\n".join([*usage, "", f"  {refusal.message()}"]) + "\n"
+    top = ", ".join(Config.model_fields)
+    close = did_you_mean(name, extra=(*sections(), "all", "openrlhf"), dashes="")
+    raise ConfigError(f"--help {section}: no such section or key{close} (sections: {top}, all, openrlhf)")
+
+
+def _full_help(command: str, usage: list[str], description: str) -> str:
+    """``--help all``: every key of the command's sections with its type, default and description."""
+    own = command_sections(command)
     lines = [*usage, ""]
     if description.strip():
         lines += [description.strip(), ""]
-    lines += [*textwrap.wrap(VALUES_NOTE, WIDTH), "", "sections: " + ", ".join(Config.model_fields), ""]
+    lines += [*textwrap.wrap(VALUES_NOTE, WIDTH), "", "sections: " + ", ".join(own), ""]
     for n, m in sections().items():
-        lines += [*_section_lines(n, m), ""]
+        if n.split(".")[0] in own:
+            lines += [*_section_lines(n, m), ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _summary(command: str, usage: list[str], description: str) -> str:
+    """``--help``: one screen: the command's sections with one line each, its most used keys, where the rest is."""
+    own = command_sections(command)
+    lines = [*usage, ""]
+    if description.strip():
+        lines += [description.strip(), ""]
+    lines.append("sections (--help SECTION lists its keys):")
+    lines += [f"  {name:<8} {SECTION_SUMMARY[name]}" for name in own]
+    lines += ["", "most used keys (--help KEY for one):"]
+    for dotted in COMMON_KEYS.get(command, ()):
+        parent, key = dotted.rsplit(".", 1)
+        lines.append(_key_lines(dotted, sections()[parent].model_fields[key])[0])
+    lines += [
+        "",
+        "--help all: every key of these sections with its type, default and description, and how values are",
+        "parsed; --help openrlhf: OpenRLHF's flags. Quote list values: --data.train_paths '[a.jsonl, b.jsonl]'.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

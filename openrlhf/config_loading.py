@@ -3,7 +3,11 @@
 Command-line values are parsed by their key's type (strings stay strings; lists take ``[a, b]``, ``a,b`` or
 several values; pairs take two values). OpenRLHF v0.11's flag names work on the command line and in YAML
 (openrlhf/openrlhf_flags/). The problems of one source are reported together in one
-:class:`~openrlhf.config.ConfigError`. The public functions are re-exported by :mod:`openrlhf.config`.
+:class:`~openrlhf.config.ConfigError`. This module builds on openrlhf/config.py (the tree), never the other way.
+
+``CONFIG_DIR``: the YAML configs shipped inside the package (openrlhf/configs/, package data), so
+``openrlhf-train`` finds its demo config after a plain ``pip install .``; the checkout's top-level configs/ is
+a link to the same folder.
 """
 
 from __future__ import annotations
@@ -19,6 +23,14 @@ from pydantic import BaseModel, ValidationError
 from openrlhf import openrlhf_flags
 from openrlhf.config import Config, ConfigError
 from openrlhf.openrlhf_flags import MISSING as _MISSING
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def default_config_path(name: str) -> str | None:
+    """The shipped config ``name`` (e.g. demo_text.yaml) in CONFIG_DIR; None when there is no such file."""
+    path = CONFIG_DIR / name
+    return str(path) if path.is_file() else None
 
 
 def _describe_allowed(model: type[BaseModel], key: str) -> str:
@@ -432,7 +444,3 @@ def load_config(argv: list[str] | None = None, default_config: str | None = None
     values = translate_yaml(load_yaml(config_path), str(config_path)) if config_path else {}
     values = _deep_merge(values, parse_overrides(rest, base=values))
     return build_config(values), print_config
-
-
-def dump_config(cfg: Config) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,13 +1,12 @@
-"""``openrlhf-reward-server``: start the reward service under uvicorn.
+"""openrlhf-reward-server: start the reward service (OpenRLHF's protocol) under uvicorn.
 
-    openrlhf-reward-server --host 127.0.0.1 --port 5000 [--config recipes.yaml] [--workers N]
-                           [--token-env NAME] [--log-level info]
+openrlhf-reward-server --host 127.0.0.1 --port 5000 --config configs/reward_recipes.yaml --workers 2
+openrlhf-reward-server --config configs/reward_recipes.yaml --check    # validate, print the recipes, exit
 
-Binds loopback unless ``--host`` says otherwise. ``--token-env NAME`` requires the bearer token held
-in the environment variable NAME (default: ``REMOTE_RM_TOKEN`` when it is set). A bind beyond loopback
-without a token is refused unless ``--insecure`` says so (anyone who reaches the port could then score,
-read /metrics and load the server). ``--check`` validates the config, prints the resolved recipes and
-what METEOR has, and exits.
+Binds loopback unless `--host` says otherwise. `--token-env NAME` requires the bearer token held in the
+environment variable NAME (default: `REMOTE_RM_TOKEN` when it is set). A bind beyond loopback without a token
+is refused unless `--insecure` says so (anyone who reaches the port could then score, read /metrics and load
+the server). `--check` validates the config, prints the resolved recipes and what METEOR has, and exits.
 """
 
 from __future__ import annotations
@@ -36,10 +35,10 @@ def is_loopback(host: str) -> bool:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="openrlhf-reward-server", description="R1-style reward service (OpenRLHF protocol)"
+        prog="openrlhf-reward-server", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
-    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s, loopback only)")
+    p.add_argument("--port", type=int, default=5000, help="TCP port (default: %(default)s)")
     p.add_argument("--config", default=None, help="recipes YAML (default: the built-in recipes)")
     p.add_argument(
         "--workers", type=int, default=None, help="scoring worker processes (default: pool.workers, 0 = min(4, CPUs))"
@@ -61,7 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow a non-loopback --host without a token (anyone who reaches the port can use the server)",
     )
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="log level (default: %(default)s)",
+    )
     p.add_argument("--check", action="store_true", help="validate the config, print it and WordNet's status, exit")
     p.add_argument("--version", action="version", version=f"remote_rm {__version__}")
     return p

@@ -175,7 +175,8 @@ def greedy(engine: Any, requests: list) -> list[list[int]]:
 def rollout(s: Smoke, backend: str) -> str:
     from openrlhf.models.loading import load_tokenizer
     from openrlhf.rollout.base import GenerationRequest, SamplingParams
-    from openrlhf.trainer.experience_maker import EncodedPrompt, Rollout, build_experience
+    from openrlhf.rollout.prompt_encoder import EncodedPrompt
+    from openrlhf.trainer.experience_maker import Rollout, build_experience
 
     tokenizer = load_tokenizer(s.state["model_path"])
     requests = [GenerationRequest(p, tokenizer(p)["input_ids"]) for p in PROMPTS]

@@ -30,6 +30,7 @@ from openrlhf.algorithms.masked import (
     masked_whiten,
 )
 from openrlhf.config import AdvantageConfig, AlgoConfig
+from openrlhf.utils.errors import UserError
 
 # ----------------------------------------------------------------------------- building blocks
 
@@ -170,7 +171,7 @@ def _check_rewards(rewards: Tensor, response_mask: Tensor) -> None:
     bad = torch.nonzero(~torch.isfinite(rewards)).flatten().tolist()
     if bad:
         shown = ", ".join(f"rewards[{i}]={float(rewards[i])}" for i in bad[:5])
-        raise ValueError(f"non-finite rewards ({len(bad)} of {rewards.shape[0]}): {shown}; check the reward function")
+        raise UserError(f"non-finite rewards ({len(bad)} of {rewards.shape[0]}): {shown}; check the reward function")
 
 
 def _kl_penalty(response_mask: Tensor, algo_cfg: AlgoConfig, kl_per_token: Tensor | None) -> Tensor | None:

@@ -72,6 +72,18 @@ def kl_penalty_per_token(log_probs: Tensor, ref_log_probs: Tensor, mask: Tensor,
     return kl_estimate(log_probs, ref_log_probs, kl_cfg.estimator, kl_cfg.log_ratio_clamp, mask)
 
 
+def kl_metric(kl_tokens: Tensor, mask: Tensor) -> Tensor:
+    """The KL logged as ``kl/mean`` and fed to the adaptive controller (a 0-d tensor): per-sequence token
+    means, averaged over sequences (OpenRLHF's), whichever path computed the per-token KL_t (the driver's
+    reward penalty or the policy's KL loss):
+
+        KL = (1/B) sum_i [ sum_t m_it KL_it / max(1, sum_t m_it) ]
+    """
+    mask = mask.to(torch.float32)
+    per_sequence = (kl_tokens.detach().float() * mask).sum(dim=-1) / mask.sum(dim=-1).clamp(min=1)
+    return per_sequence.mean() if per_sequence.numel() else per_sequence.new_zeros(())
+
+
 class FixedKLController:
     """beta_t = beta_0 for every step."""
 

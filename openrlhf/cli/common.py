@@ -5,22 +5,27 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
-from openrlhf.config import Config, ConfigError, dump_config, load_config
-
-# The YAML configs ship inside the package (openrlhf/configs/, package data), so `openrlhf-train` finds its
-# demo config after a plain `pip install .`; the checkout's top-level configs/ is a link to the same folder.
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-
-
-def default_config_path(name: str) -> str | None:
-    path = CONFIG_DIR / name
-    return str(path) if path.is_file() else None
-
+from openrlhf.config import Config, ConfigError, dump_config
+from openrlhf.config_loading import load_config
+from openrlhf.utils.errors import UserError
 
 # ``--plan-cluster X`` / ``--plan-model-size X`` are spelled-out aliases of ``--plan.cluster`` / ``--plan.model_size``.
 PLAN_ALIASES = {"--plan-cluster": "--plan.cluster", "--plan-model-size": "--plan.model_size"}
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--help`` of the argparse-based entry points: the description as written (its example commands keep their
+    lines) and every option's default after its help, unless the help names it or there is none (None, off)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if not action.option_strings or default is None or default is False or default is argparse.SUPPRESS:
+            return text
+        if "%(default)" in text or "(default" in text:
+            return text
+        return f"{text} (default: %(default)s)".strip()
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace | int:
@@ -72,14 +77,14 @@ def print_plan(command: str, cfg: Config) -> int:
 
 
 def print_help(command: str, argv: list[str], description: str = "", *, allow_plan: bool = False) -> int | None:
-    """``-h`` / ``--help [SECTION]`` in ``argv``: print the help and return 0 (2 for an unknown section);
-    None when no help was asked for."""
+    """``-h`` / ``--help [all | SECTION | KEY | openrlhf]`` in ``argv``: print the help (a one-screen summary
+    without an argument) and return 0 (2 for an unknown section); None when no help was asked for."""
     from openrlhf.config_help import format_help, help_request
 
     section = help_request(argv)
     if section is None:
         return None
-    if allow_plan and not section:
+    if allow_plan and section.strip().lower() in ("", "all"):
         description = (
             f"{description.rstrip()}\n\n--plan: print the placement and memory plan and exit (0: it fits, 1: not);\n"
             "--plan-cluster NODESxGPUSxGB and --plan-model-size SIZE are --plan.cluster and --plan.model_size."
@@ -130,12 +135,11 @@ def run_with_config(
     except TrainingStopped as exc:
         print(f"{command}: stopped: {exc}", file=sys.stderr)
         return 3
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"{command}: error: {exc}", file=sys.stderr)
-        return 1
     except Exception as exc:
-        # Failures with their own clear message (reward service, checkpoint files, cluster resources, a server
-        # started on loopback: the reward service, a served judge) print one line; anything else keeps its traceback.
+        # The user's own errors (a config value, a data file's row, a missing file) and failures with their own
+        # clear message (reward service, checkpoint files, cluster resources, a server started on loopback: the
+        # reward service, a served judge) print one line; anything else, an internal ValueError included, keeps
+        # its traceback.
         if not _is_expected_failure(exc):
             raise
         print(f"{command}: error: {exc}", file=sys.stderr)
@@ -149,4 +153,5 @@ def _is_expected_failure(exc: BaseException) -> bool:
     from openrlhf.utils.loopback_server import ServerStartError
     from openrlhf.workers.placement import PlacementError
 
-    return isinstance(exc, (RewardError, CheckpointError, ServerStartError, PlacementError))
+    expected = (UserError, FileNotFoundError, RewardError, CheckpointError, ServerStartError, PlacementError)
+    return isinstance(exc, expected)

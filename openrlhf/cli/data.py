@@ -1,10 +1,12 @@
 """openrlhf-data: check datasets before a cluster job, and write the synthetic demo tasks.
 
-openrlhf-data inspect PATH... [--image-root DIR]... [--format F] [--input-key K] [--label-key K]
+openrlhf-data inspect examples/data/vlm_r1_rec.jsonl examples/data/omnirl_mixed.json --image-root examples/data/images
     Per file: rows, text-only and image rows, images per row, tasks, label examples, and every invalid row
     as FILE:LINE: reason. Exit 0 when all rows are valid, 1 when any row or file is invalid, 2 on usage errors.
-openrlhf-data synth --task sums|arithmetic|shapes|preference --out DIR [--num-train N] [--num-heldout N] [--seed S]
-    Write the demo task's train / held-out / SFT files (and images for shapes).
+    --format, --input-key, --label-key, --image-key and --task-key set what data.* would (Hugging Face files).
+openrlhf-data synth --task sums --out outputs/sums --num-train 2000 --num-heldout 200 --seed 0
+    Write a demo task's train / held-out / SFT files (and images for shapes and preference); tasks: sums,
+    arithmetic, shapes, preference.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import logging
 import sys
 from pathlib import Path
 from typing import get_args
+
+from openrlhf.cli.common import HelpFormatter
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -37,26 +41,38 @@ def _formats() -> list[str]:
     return list(get_args(DataFormat))
 
 
+def _demo_defaults() -> dict:
+    from openrlhf.config import DemoConfig
+
+    return {name: field.default for name, field in DemoConfig.model_fields.items()}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="openrlhf-data", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="openrlhf-data", description=__doc__, formatter_class=HelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="{inspect,synth}")
 
-    inspect = commands.add_parser("inspect", help="check data files and print what they hold")
+    inspect = commands.add_parser(
+        "inspect", help="check data files and print what they hold", formatter_class=HelpFormatter
+    )
     inspect.add_argument("paths", nargs="+", metavar="PATH", help="data files or VLM-R1 data_config YAMLs")
     inspect.add_argument("--image-root", action="append", default=[], metavar="DIR", help="repeatable")
-    inspect.add_argument("--format", default="auto", choices=_formats())
-    inspect.add_argument("--input-key", default=None, help="prompt column of a Hugging Face dataset")
-    inspect.add_argument("--label-key", default=None, help="label column of a Hugging Face dataset")
-    inspect.add_argument("--image-key", default=None)
-    inspect.add_argument("--task-key", default=None)
+    inspect.add_argument("--format", default="auto", choices=_formats(), help="the rows' format")
+    inspect.add_argument("--input-key", default=None, help="prompt column of a Hugging Face dataset (default: prompt)")
+    inspect.add_argument("--label-key", default=None, help="label column of a Hugging Face dataset (default: label)")
+    inspect.add_argument("--image-key", default=None, help="image column of a Hugging Face dataset (default: image)")
+    inspect.add_argument("--task-key", default=None, help="task column (default: task)")
     inspect.add_argument("--examples", type=int, default=3, help="label examples shown per file")
 
-    synth = commands.add_parser("synth", help="write a synthetic demo task (defaults: the config's demo section)")
-    synth.add_argument("--task", required=True, choices=["sums", "arithmetic", "shapes", "preference"])
-    synth.add_argument("--out", required=True, metavar="DIR")
-    synth.add_argument("--seed", type=int, default=0)
+    synth = commands.add_parser(
+        "synth", help="write a synthetic demo task (defaults: the config's demo section)", formatter_class=HelpFormatter
+    )
+    synth.add_argument("--task", required=True, choices=["sums", "arithmetic", "shapes", "preference"], help="the task")
+    synth.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    synth.add_argument("--seed", type=int, default=0, help="seed of the generated rows")
+    defaults = _demo_defaults()
     for flag, kind, text in SYNTH_KNOBS:
-        synth.add_argument(flag, type=kind, default=None, help=text)
+        field = flag[2:].replace("-", "_")
+        synth.add_argument(flag, type=kind, default=None, help=f"{text} (default: demo.{field} {defaults[field]})")
     return parser
 
 

@@ -1,21 +1,20 @@
-"""openrlhf-eval: REC (accuracy at IoU > 0.5, mean IoU), counting and choice accuracy of a checkpoint.
+r"""openrlhf-eval: REC (accuracy at IoU > 0.5, mean IoU), counting and choice accuracy of a checkpoint.
 
-openrlhf-eval --config configs/demo_vlm.yaml --actor.model_name_or_path CKPT --data.eval_paths [rows.jsonl] \
-    [--train.output_dir DIR] [--box last|first]
+openrlhf-eval --config configs/demo_vlm.yaml --actor.model_name_or_path CKPT \
+    --data.eval_paths '[rows.jsonl]' --train.output_dir outputs/eval --box last
     Greedy answers over the dataset (HF engine; vLLM when present), scored by task; writes
-    DIR/eval_report.json and DIR/eval_outputs.json (VLM-R1's log format).
-openrlhf-eval --from-outputs FILE [--box last|first] [--task rec] [--out REPORT.json]
+    <train.output_dir>/eval_report.json and eval_outputs.json (VLM-R1's log format). --box last|first: which
+    box of the answer a REC row is judged by (default last, VLM-R1's evaluation rule).
+openrlhf-eval --from-outputs rec_outputs.json --box last --task rec --out report.json
     Score saved model outputs ({"results": [{"question", "ground_truth", "model_output"}, ...]}) offline.
-openrlhf-eval --task reward_model --actor.model_name_or_path DIR --data.eval_paths [FILE...] [--voting K] \
-    [--order both|random] [--out RESULT.json]
+openrlhf-eval --task reward_model --actor.model_name_or_path RM --data.eval_paths '[pairs.parquet]' \
+    --voting 5 --order both --out result.json
     Judge pairwise benchmarks (VL-RewardBench parquet, MM-RLHF-RewardBench jsonl, Multimodal RewardBench json)
-    with a generative reward model in both orders, K samples each: accuracy, Voting@K, position consistency,
-    invalid rate, per source (openrlhf/eval/reward_model.py). Writes RESULT.json and RESULT_outputs.json
-    (default <train.output_dir>/reward_eval_report.json).
-openrlhf-eval --from-outputs RESULT_outputs.json --task reward_model [--out REPORT.json]
+    with a generative reward model in both orders (--order random: one order per pair), --voting K samples
+    each (default 1): accuracy, Voting@K, position consistency, invalid rate, per source. Writes result.json
+    and result_outputs.json (default <train.output_dir>/reward_eval_report.json).
+openrlhf-eval --from-outputs result_outputs.json --task reward_model --out report.json
     The same figures from saved reward-model outputs, without a model.
-
---box: which box of the answer a REC row is judged by; "last" is VLM-R1's evaluation rule.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import argparse
 import json
 import sys
 
-from openrlhf.cli.common import run_with_config
+from openrlhf.cli.common import HelpFormatter, parse_args, run_with_config
 from openrlhf.config import Config
 
 
@@ -36,17 +35,23 @@ def _print_summary(report: dict) -> None:
         print(f"  {task}: {entry['rows']} rows, accuracy {entry['accuracy']:.4f}{extra}")
 
 
-def _from_outputs(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="openrlhf-eval --from-outputs", description="score saved outputs")
-    parser.add_argument("--from-outputs", required=True, metavar="FILE")
-    parser.add_argument("--box", choices=["last", "first"], default="last")
-    parser.add_argument("--task", default="rec", help="task of rows that name none (default rec); reward_model")
-    parser.add_argument("--iou-threshold", type=float, default=0.5)
+def from_outputs_parser() -> argparse.ArgumentParser:
+    """The options of ``openrlhf-eval --from-outputs`` (scoring saved outputs needs no config)."""
+    parser = argparse.ArgumentParser(
+        prog="openrlhf-eval --from-outputs", description="score saved outputs", formatter_class=HelpFormatter
+    )
+    parser.add_argument("--from-outputs", required=True, metavar="FILE", help="the saved outputs (JSON)")
+    parser.add_argument("--box", choices=["last", "first"], default="last", help="which box a REC row is judged by")
+    parser.add_argument("--task", default="rec", help="task of rows that name none; reward_model for pairwise outputs")
+    parser.add_argument("--iou-threshold", type=float, default=0.5, help="REC: a box is right above this IoU")
     parser.add_argument("--out", default="", help="write the JSON report here (default: stdout only)")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code) if isinstance(exc.code, int) else 2
+    return parser
+
+
+def _from_outputs(argv: list[str]) -> int:
+    args = parse_args(from_outputs_parser(), argv)
+    if isinstance(args, int):
+        return args
     try:
         if args.task == "reward_model":
             from openrlhf.eval.reward_model import score_outputs_file as score_reward_outputs

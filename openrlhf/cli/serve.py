@@ -1,13 +1,11 @@
-"""openrlhf-serve: an OpenAI-compatible chat server (``/v1/chat/completions``) over one checkpoint, HF engine.
+"""openrlhf-serve: an OpenAI-compatible chat server (`/v1/chat/completions`) over one checkpoint, HF engine.
 
-openrlhf-serve --model DIR [--host 127.0.0.1] [--port 8000] [--served-model-name NAME] [--max-new-tokens 1024]
-               [--max-prompt-tokens 4096] [--max-n 16] [--max-batch-size 32] [--dtype auto] [--num-threads 0]
-               [--seed 0] [--token-env NAME] [--insecure] [--log-level info]
+openrlhf-serve --model outputs/tiny-lm --port 8001 --served-model-name judge --max-batch-size 32
 
-Binds loopback unless ``--host`` says otherwise. ``--token-env NAME`` requires the bearer token (the API key
-of an OpenAI client) held in the environment variable NAME (default: ``OPENRLHF_SERVE_TOKEN`` when it is set);
-a bind beyond loopback without a token is refused unless ``--insecure`` says so, as ``openrlhf-reward-server``
-does. The model is loaded before the port opens, so a 200 from ``/health`` means it is ready.
+Binds loopback unless `--host` says otherwise. `--token-env NAME` requires the bearer token (the API key
+of an OpenAI client) held in the environment variable NAME (default: `OPENRLHF_SERVE_TOKEN` when it is set);
+a bind beyond loopback without a token is refused unless `--insecure` says so, as `openrlhf-reward-server`
+does. The model is loaded before the port opens, so a 200 from `/health` means it is ready.
 """
 
 from __future__ import annotations
@@ -17,17 +15,17 @@ import logging
 import os
 import sys
 
-from openrlhf.cli.common import parse_args
+from openrlhf.cli.common import HelpFormatter, parse_args
 
 DEFAULT_TOKEN_ENV = "OPENRLHF_SERVE_TOKEN"
 PROG = "openrlhf-serve"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--model", required=True, help="Hugging Face checkpoint folder (LM or VLM) to serve")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="bind address (loopback unless you say otherwise)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port")
     p.add_argument("--served-model-name", default=None, help="the model name clients send (default: folder name)")
     p.add_argument("--max-new-tokens", type=int, default=1024, help="cap on max_tokens / max_completion_tokens")
     p.add_argument("--max-prompt-tokens", type=int, default=4096, help="longer prompts are refused (400)")
@@ -38,10 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=32,
         help="most waiting requests (equal sampling parameters, no seed) run as one engine call; 1: one at a time",
     )
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"], help="weights dtype")
     p.add_argument("--num-threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=0, help="seed of the RNG for requests without a seed")
-    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--trust-remote-code", action="store_true", help="run the checkpoint's own modelling code")
     p.add_argument(
         "--token-env",
         default=None,
@@ -50,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--insecure", action="store_true", help="allow a non-loopback --host without a token (anyone may generate)"
     )
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"], help="log level"
+    )
     return p
 
 

@@ -1,6 +1,8 @@
 """openrlhf-sft: supervised warm start on the same data formats, with the same DeepSpeed workers.
 
-openrlhf-sft --config configs/sft.yaml --actor.model_name_or_path DIR --data.train_paths [rows.json]
+openrlhf-sft --actor.model_name_or_path DIR --data.train_paths '[rows.json]' --sft.epochs 3 --sft.output_dir outputs/sft
+    The target of a row is its top-level "response" (a full reference answer), else its label text; the model
+    and its tokenizer land in sft.output_dir (default <train.output_dir>/sft_model).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """openrlhf-tiny: build a tiny offline checkpoint (Qwen2 LM or Qwen2.5-VL) with a locally trained tokenizer.
 
-openrlhf-tiny --kind lm --out outputs/tiny-lm [--seed 0] [--overwrite]
+openrlhf-tiny --kind lm --out outputs/tiny-lm
+openrlhf-tiny --kind vlm --out outputs/tiny-vlm --seed 1 --overwrite
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-from openrlhf.cli.common import parse_args
+from openrlhf.cli.common import HelpFormatter, parse_args
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="openrlhf-tiny", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="openrlhf-tiny", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--kind", required=True, choices=["lm", "vlm"], help="lm: Qwen2 causal LM; vlm: Qwen2.5-VL")
     parser.add_argument("--out", required=True, help="output folder (a Hugging Face checkpoint folder)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the tokenizer corpus and the weights")

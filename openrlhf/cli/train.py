@@ -1,25 +1,24 @@
-"""openrlhf-train: the RL driver (single controller). With no --config and no model it runs the embedded demo.
-
-A command that names a model (--actor.model_name_or_path, or OpenRLHF's flat --pretrain) without --config trains
-that model on the config tree's defaults, as a pasted OpenRLHF command expects; the demo is for the bare command.
+"""openrlhf-train: the RL driver (single controller). With no --config and no model it runs the embedded demo;
+with --actor.model_name_or_path and no --config it trains that model on the config tree's defaults.
 
 openrlhf-train                                   # configs/demo_text.yaml: tiny LM, SFT warm start, GRPO
-openrlhf-train --config configs/grpo.yaml --actor.model_name_or_path DIR --vllm.num_engines 4
-ray job submit --working-dir . -- openrlhf-train --config ...
+openrlhf-train --config configs/grpo.yaml --actor.model_name_or_path DIR --data.train_paths '[train.jsonl]'
 openrlhf-train --config configs/grpo.yaml --plan --plan-cluster 1x8x80 --plan-model-size 7B   # plan, don't run
+ray job submit --working-dir . -- openrlhf-train --config configs/grpo.yaml     # on a Ray cluster
 """
 
 from __future__ import annotations
 
 import sys
 
-from openrlhf.cli.common import default_config_path, run_with_config
+from openrlhf.cli.common import run_with_config
 from openrlhf.config import Config
+from openrlhf.config_loading import default_config_path
 
 
 def _run(cfg: Config) -> None:
     if cfg.demo.enable:
-        from openrlhf.trainer.demo import run_demo
+        from openrlhf.demos.pipeline import run_demo
 
         run_demo(cfg)
     else:
@@ -29,7 +28,7 @@ def _run(cfg: Config) -> None:
 
 
 def _names_a_model(argv: list[str]) -> bool:
-    return any(a.split("=", 1)[0] in ("--actor.model_name_or_path", "--pretrain") for a in argv)
+    return any(a.split("=", 1)[0] == "--actor.model_name_or_path" for a in argv)
 
 
 def main(argv: list[str] | None = None) -> int:

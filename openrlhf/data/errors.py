@@ -1,9 +1,16 @@
-"""Errors of dataset loading: one bad row is a RowError (``FILE:LINE: reason``); a failed load a DatasetError."""
+"""Errors of dataset loading: one bad row is a RowError (``FILE:LINE: reason``); a failed load a DatasetError.
+
+:class:`DatasetError` is a :class:`~openrlhf.utils.errors.UserError` (the entry points print it as one line);
+so is :class:`RowUnusable`, a row found unusable after loading (no SFT target, an image that cannot be read,
+images for a text-only model), whose message starts with the row's ``FILE:LINE``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from openrlhf.utils.errors import UserError
 
 # How many bad rows a DatasetError message lists before it says "... and N more".
 MAX_LISTED_ERRORS = 20
@@ -25,7 +32,11 @@ class RowInvalid(ValueError):
     """Raised by a row normaliser; the loader turns it into a RowError with the row's file and line."""
 
 
-class DatasetError(ValueError):
+class RowUnusable(UserError):
+    """A loaded row that a later stage cannot use; the message starts with the row's ``FILE:LINE`` (Sample.where)."""
+
+
+class DatasetError(UserError):
     """A dataset that cannot be used: a file-level problem, or invalid rows with ``data.on_invalid: error``.
 
     ``errors`` holds every RowError; the message lists the first MAX_LISTED_ERRORS of them.

@@ -22,6 +22,7 @@ import copy
 from typing import Any
 
 from openrlhf.data.sample import Sample
+from openrlhf.utils.errors import UserError
 
 # R1-Reward's comparison question, as in the project's R1-Reward rows (examples/data/r1_reward.jsonl,
 # scripts/make_example_data.py), the reward-model evaluation (openrlhf/eval/reward_model.py) and the reward
@@ -86,7 +87,7 @@ def build_prompt_text(sample: Sample, tokenizer_or_processor: Any, data_cfg: Any
     messages = prompt_messages(sample, data_cfg)
     if getattr(tokenizer_or_processor, "chat_template", None) is None:
         name = type(tokenizer_or_processor).__name__
-        raise ValueError(f"{name} has no chat template: set one (tokenizer.chat_template) or use an instruct model")
+        raise UserError(f"{name} has no chat template: set one (tokenizer.chat_template) or use an instruct model")
     text = tokenizer_or_processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     if not isinstance(text, str):
         raise TypeError(f"apply_chat_template returned {type(text).__name__}, expected the prompt text")

@@ -22,12 +22,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from PIL import Image, ImageDraw
-
-if TYPE_CHECKING:
-    from openrlhf.config import DemoConfig
 
 # --------------------------------------------------------------------------- arithmetic
 
@@ -472,10 +469,29 @@ def write_shapes_task(
 # --------------------------------------------------------------------------- by config
 
 
-def write_demo_task(demo: DemoConfig, out_dir: str | Path, seed: int = 0) -> dict[str, Path]:
+class DemoTask(Protocol):
+    """The knobs :func:`write_demo_task` reads: the fields of the ``demo`` config section
+    (:class:`openrlhf.config.DemoConfig`), named here so that the data layer does not import the config."""
+
+    task: str
+    num_train: int
+    num_heldout: int
+    difficulty: int
+    full_reasoning_prob: float
+    heldout_distinct: str
+    image_size: int
+    shape_kinds: list[str]
+    teacher_bias: float
+    min_terms: int
+    max_terms: int
+    fact_share: float
+    judge_num_train: int
+
+
+def write_demo_task(demo: DemoTask, out_dir: str | Path, seed: int = 0) -> dict[str, Path]:
     """The generated task ``demo.task`` names, with its knobs from ``demo`` (the embedded demo and
-    ``openrlhf-data synth`` both come here): sums or arithmetic (text), shapes (images), preference (image
-    pairs for a generative reward model, :mod:`openrlhf.data.synthetic_preference`)."""
+    ``openrlhf-data synth`` both come here, with the ``demo`` config section): sums or arithmetic (text), shapes
+    (images), preference (image pairs for a generative reward model, :mod:`openrlhf.data.synthetic_preference`)."""
     from openrlhf.data.synthetic_preference import write_preference_task
 
     writers = {

@@ -2,7 +2,7 @@
 
 The checkpoint is ``actor.model_name_or_path``, the dataset ``data.eval_paths`` (any format the loader
 reads; each row's task picks its metric, see :mod:`openrlhf.eval.metrics`). Prompts are built exactly as in
-training (:class:`openrlhf.trainer.experience_maker.PromptEncoder`: chat template, ``data.system_prompt``,
+training (:class:`openrlhf.rollout.prompt_encoder.PromptEncoder`: chat template, ``data.system_prompt``,
 ``data.task_suffix``, min/max pixels), so a box label carries ``image_size`` and ``input_size``. Generation
 uses ``rollout.backend`` (vLLM when CUDA and vLLM are there, else the HF engine), up to
 ``rollout.max_new_tokens`` tokens, sampled as training's held-out evaluation is (``eval.temperature``,
@@ -21,16 +21,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from openrlhf.config import Config
+from openrlhf.config import Config, ConfigError
 from openrlhf.eval.metrics import EVAL_TASKS, IOU_THRESHOLD, EvalRow, score_row, summarize_rows
+from openrlhf.utils.errors import UserError
 
 
 def make_engine(cfg: Config):
     """An in-process rollout engine for ``actor.model_name_or_path`` (no Ray)."""
-    from openrlhf.rollout.factory import max_model_len, resolve_backend
+    from openrlhf.plan.layout import resolve_backend
+    from openrlhf.rollout.factory import max_model_len
+    from openrlhf.rollout.vllm_engine import vllm_available
+    from openrlhf.workers.distributed import cluster_gpu_count
 
     path = cfg.actor.model_name_or_path
-    if resolve_backend(cfg) == "vllm":
+    if resolve_backend(cfg, cluster_gpu_count(), vllm_available()) == "vllm":
         from openrlhf.rollout.vllm_engine import VLLMRolloutEngine
 
         return VLLMRolloutEngine(
@@ -74,20 +78,20 @@ def evaluate_checkpoint(cfg: Config, *, box: str = "last", iou_threshold: float 
     """Answers to ``data.eval_paths`` from ``actor.model_name_or_path`` (greedy unless ``eval.*`` asks for
     samples); score and write them."""
     from openrlhf.data import load_samples
+    from openrlhf.rollout.prompt_encoder import PromptEncoder
     from openrlhf.trainer.evaluation import eval_sampling_params
-    from openrlhf.trainer.experience_maker import PromptEncoder
 
     if not cfg.actor.model_name_or_path:
-        raise ValueError("actor.model_name_or_path is empty: give the checkpoint folder to evaluate")
+        raise ConfigError("actor.model_name_or_path is empty: give the checkpoint folder to evaluate")
     if not Path(cfg.actor.model_name_or_path).exists():
         raise FileNotFoundError(f"actor.model_name_or_path: {cfg.actor.model_name_or_path}: no such folder")
     if not cfg.data.eval_paths:
-        raise ValueError("data.eval_paths is empty: give the dataset files to evaluate on")
+        raise ConfigError("data.eval_paths is empty: give the dataset files to evaluate on")
     t0 = time.perf_counter()
     samples = load_samples(cfg.data.eval_paths, cfg.data, seed=cfg.train.seed).samples
     for sample in samples:
         if sample.task not in EVAL_TASKS:
-            raise ValueError(
+            raise UserError(
                 f"{sample.where}: task {sample.task!r} has no evaluation metric (supported: {', '.join(EVAL_TASKS)})"
             )
     encoder = PromptEncoder(cfg)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+from openrlhf.utils.errors import UserError
 from remote_rm.rewards.accuracy import choice_accuracy, exact_match, numeric_accuracy, yes_no_accuracy
 from remote_rm.rewards.boxes import rec_iou
 
@@ -65,7 +66,7 @@ def score_row(row: EvalRow, *, box: str = "last", iou_threshold: float = IOU_THR
         scores = {"correct": yes_no_accuracy(output, row.ground_truth)}
     else:
         where = f"{row.where}: " if row.where else ""
-        raise ValueError(f"{where}task {row.task!r} has no evaluation metric (supported: {', '.join(EVAL_TASKS)})")
+        raise UserError(f"{where}task {row.task!r} has no evaluation metric (supported: {', '.join(EVAL_TASKS)})")
     row.scores = scores
     return scores
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from openrlhf.eval.metrics import IOU_THRESHOLD, EvalRow, score_row, summarize_rows
+from openrlhf.utils.errors import UserError
 
 REQUIRED_KEYS = ("question", "ground_truth", "model_output")
 
@@ -21,7 +22,7 @@ def _size(value: Any, where: str, key: str) -> list[int] | None:
         return None
     if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
         return [int(value[0]), int(value[1])]
-    raise ValueError(f"{where}: {key} must be [width, height], got {value!r}")
+    raise UserError(f"{where}: {key} must be [width, height], got {value!r}")
 
 
 def read_outputs_json(path: str | Path, kind: str) -> dict[str, Any]:
@@ -32,9 +33,9 @@ def read_outputs_json(path: str | Path, kind: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+        raise UserError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
     if not isinstance(data, dict) or not isinstance(data.get("results"), list):
-        raise ValueError(f'{path}: expected a JSON object with a "results" list ({kind})')
+        raise UserError(f'{path}: expected a JSON object with a "results" list ({kind})')
     return data
 
 
@@ -46,12 +47,12 @@ def load_outputs_file(path: str | Path, default_task: str = "rec") -> tuple[list
     for i, item in enumerate(data["results"]):
         where = f"{path}: results[{i}]"
         if not isinstance(item, dict):
-            raise ValueError(f"{where}: expected an object, got {type(item).__name__}")
+            raise UserError(f"{where}: expected an object, got {type(item).__name__}")
         missing = [k for k in REQUIRED_KEYS if k not in item]
         if missing:
-            raise ValueError(f"{where}: missing key(s) {missing} (has {sorted(item)})")
+            raise UserError(f"{where}: missing key(s) {missing} (has {sorted(item)})")
         if not isinstance(item["model_output"], str):
-            raise ValueError(f"{where}: model_output must be text, got {type(item['model_output']).__name__}")
+            raise UserError(f"{where}: model_output must be text, got {type(item['model_output']).__name__}")
         rows.append(
             EvalRow(
                 task=str(item.get("task") or default_task),

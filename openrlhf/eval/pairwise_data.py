@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from openrlhf.data.images import ImageError, resolve_image_path
+from openrlhf.utils.errors import UserError
 
 LAYOUTS = ("vl_rewardbench", "mm_rlhf_rewardbench", "multimodal_rewardbench")
 MM_RLHF_CATEGORIES = ("mcq", "long", "short", "safety", "video")
@@ -231,14 +232,14 @@ def _raw_rows(path: Path) -> list[tuple[int, int, dict[str, Any]]]:
             batches = pq.ParquetFile(path).iter_batches(batch_size=256)
             rows = [row for batch in batches for row in batch.to_pylist()]
         except Exception as exc:  # pyarrow raises several types for unreadable files
-            raise ValueError(f"{path}: cannot be read as parquet: {exc}") from None
+            raise UserError(f"{path}: cannot be read as parquet: {exc}") from None
         return [(i, i, row) for i, row in enumerate(rows, start=1)]
     from openrlhf.data.readers import read_json_file
 
     out = []
     for number, raw in enumerate(read_json_file(path), start=1):
         if raw.value is None:
-            raise ValueError(f"{path}: row {number} (line {raw.line}): {raw.error}")
+            raise UserError(f"{path}: row {number} (line {raw.line}): {raw.error}")
         out.append((number, raw.line, raw.value))
     return out
 
@@ -254,7 +255,7 @@ def read_pairs(path: str | Path, image_roots: list[str] | tuple[str, ...] = ()) 
         return result
     layout = detect_layout(set(rows[0][2]))
     if layout is None:
-        raise ValueError(
+        raise UserError(
             f"{path}: row 1: not a known pairwise layout (keys: {sorted(rows[0][2])}); expected 'response' and "
             "'human_ranking' (VL-RewardBench), 'prompt', 'chosen' and 'rejected' (MM-RLHF-RewardBench), or "
             "'Output1', 'Output2' and 'Better' (Multimodal RewardBench)"

@@ -26,6 +26,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from openrlhf.utils.errors import UserError
 from remote_rm.pairwise import preference_verdict
 
 ORDERS = {"forward": (0, 1), "swapped": (1, 0)}
@@ -81,22 +82,22 @@ def judgements_from_results(results: list[dict[str, Any]], where: str = "results
     for i, item in enumerate(results):
         at = f"{where}[{i}]"
         if not isinstance(item, dict):
-            raise ValueError(f"{at}: expected an object, got {type(item).__name__}")
+            raise UserError(f"{at}: expected an object, got {type(item).__name__}")
         missing = [k for k in ("preferred", "judgements") if k not in item]
         if missing:
-            raise ValueError(f"{at}: missing key(s) {missing} (has {sorted(item)})")
+            raise UserError(f"{at}: missing key(s) {missing} (has {sorted(item)})")
         if item["preferred"] not in (0, 1) or isinstance(item["preferred"], bool):
-            raise ValueError(f"{at}: preferred must be 0 or 1, got {item['preferred']!r}")
+            raise UserError(f"{at}: preferred must be 0 or 1, got {item['preferred']!r}")
         key = str(item.get("where") or item.get("id") or i)
         if not isinstance(item["judgements"], list) or not item["judgements"]:
-            raise ValueError(f"{at}: judgements must be a non-empty list")
+            raise UserError(f"{at}: judgements must be a non-empty list")
         for n, entry in enumerate(item["judgements"]):
             jat = f"{at}.judgements[{n}]"
             if not isinstance(entry, dict) or entry.get("order") not in ORDERS:
-                raise ValueError(f"{jat}: order must be one of {list(ORDERS)}")
+                raise UserError(f"{jat}: order must be one of {list(ORDERS)}")
             texts = entry.get("outputs")
             if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-                raise ValueError(f"{jat}: outputs must be a non-empty list of texts")
+                raise UserError(f"{jat}: outputs must be a non-empty list of texts")
             picks = tuple(picked_response(parse_verdict(t), entry["order"]) for t in texts)
             out.append(
                 Judgement(

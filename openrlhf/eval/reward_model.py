@@ -7,7 +7,7 @@ examples/data/r1_reward.jsonl) with the pair's images, in both orders
 (``order="both"``: Response 1 / Response 2 = (r0, r1), then (r1, r0)) or in one order drawn per pair by a
 generator seeded with ``train.seed`` (``order="random"``). Each prompt gets K = ``voting`` sampled outputs
 (SamplingParams n = K) at ``eval.temperature``, or when that is empty at 1.0 for K > 1 and greedily for K = 1.
-Prompts are built as in training (:class:`openrlhf.trainer.experience_maker.PromptEncoder`: chat template,
+Prompts are built as in training (:class:`openrlhf.rollout.prompt_encoder.PromptEncoder`: chat template,
 ``data.system_prompt``, ``data.task_suffix``, min/max pixels); generation uses ``rollout.backend`` in this
 process (:func:`openrlhf.eval.checkpoint.make_engine`). The figures are :mod:`openrlhf.eval.pairwise_metrics`'.
 
@@ -26,11 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from openrlhf.config import Config
+from openrlhf.config import Config, ConfigError
 from openrlhf.data.prompts import r1_reward_judge_prompt
 from openrlhf.data.sample import Sample
 from openrlhf.eval.pairwise_data import PreferencePair, load_pairs
 from openrlhf.eval.pairwise_metrics import ORDERS, judgements_from_results, score_judgements
+from openrlhf.utils.errors import UserError
 
 REQUESTS_PER_CALL = 64  # prompts per engine call: the progress bar's step
 OUTPUTS_TASK = "reward_model"
@@ -85,7 +86,7 @@ def _generate(cfg: Config, pairs: list[PreferencePair], orders: list[list[str]],
     from tqdm import tqdm
 
     from openrlhf.eval.checkpoint import make_engine
-    from openrlhf.trainer.experience_maker import PromptEncoder
+    from openrlhf.rollout.prompt_encoder import PromptEncoder
 
     jobs = [(i, slot) for i, pair_orders in enumerate(orders) for slot in range(len(pair_orders))]
     outputs: list[list[list[str]]] = [[[] for _ in pair_orders] for pair_orders in orders]
@@ -132,16 +133,16 @@ def outputs_path_for(report_path: str | Path) -> Path:
 def evaluate_reward_model(cfg: Config, *, voting: int = 1, order: str = "both", out: str | None = None) -> dict:
     """Judge every pair of ``data.eval_paths`` with ``actor.model_name_or_path``; score, write and return the report."""
     if not cfg.actor.model_name_or_path:
-        raise ValueError("actor.model_name_or_path is empty: give the reward model checkpoint to evaluate")
+        raise ConfigError("actor.model_name_or_path is empty: give the reward model checkpoint to evaluate")
     if not Path(cfg.actor.model_name_or_path).exists():
         raise FileNotFoundError(f"actor.model_name_or_path: {cfg.actor.model_name_or_path}: no such folder")
     if not cfg.data.eval_paths:
-        raise ValueError("data.eval_paths is empty: give the pairwise benchmark files to evaluate on")
+        raise ConfigError("data.eval_paths is empty: give the pairwise benchmark files to evaluate on")
     t0 = time.perf_counter()
     params = judge_sampling_params(cfg, voting)
     pair_set = load_pairs(cfg.data.eval_paths, cfg.data.image_roots)
     if not pair_set.pairs:
-        raise ValueError(f"no pairs to judge in {list(cfg.data.eval_paths)} (skipped: {pair_set.skipped})")
+        raise UserError(f"no pairs to judge in {list(cfg.data.eval_paths)} (skipped: {pair_set.skipped})")
     orders = plan_orders(pair_set.pairs, order, cfg.train.seed)
     outputs = _generate(cfg, pair_set.pairs, orders, params)
     gen_seconds = time.perf_counter() - t0

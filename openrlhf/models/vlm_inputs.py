@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from PIL import Image
 
+from openrlhf.utils.errors import UserError
+
 MULTIMODAL_KEYS = ("pixel_values", "image_grid_thw", "image_counts")
 IMAGE_TOKEN = "<|image_pad|>"
 
@@ -104,7 +106,7 @@ def _as_rgb(image: Any, where: str) -> Image.Image:
             with Image.open(image) as opened:
                 return opened.convert("RGB")
         except OSError as exc:
-            raise ValueError(f"{_prefix(where)}cannot open image {str(image)!r}: {exc}") from None
+            raise UserError(f"{_prefix(where)}cannot open image {str(image)!r}: {exc}") from None
     if isinstance(image, Image.Image):
         return image if image.mode == "RGB" else image.convert("RGB")
     raise TypeError(f"{_prefix(where)}images must be PIL images or paths, got {type(image).__name__}")
@@ -137,7 +139,7 @@ def encode_prompt(
         )
     if images:
         if getattr(processor_or_tokenizer, "image_processor", None) is None:
-            raise ValueError(f"{_prefix(where)}the prompt has images but the model has no image processor (text-only?)")
+            raise UserError(f"{_prefix(where)}the prompt has images but the model has no image processor (text-only?)")
         rgb = [_as_rgb(image, where) for image in images]
         enc = processor_or_tokenizer(text=[prompt_text], images=rgb, return_tensors="pt", add_special_tokens=False)
         out = {

@@ -1,7 +1,7 @@
 """OpenRLHF v0.11's command-line flags on this project's config tree.
 
 OpenRLHF (0.10 and later, ``openrlhf.cli.train_ppo_ray``) takes dotted flags as this project does, with other
-names in many places. Three tables, applied by :func:`openrlhf.config.parse_overrides` (and to YAML files)
+names in many places. Three tables, applied by :func:`openrlhf.config_loading.parse_overrides` (and to YAML files)
 before validation:
 
 - :data:`ALIASES`: an OpenRLHF name -> the dotted path(s) it sets here, a value converter and a note. Pure

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from openrlhf.openrlhf_flags.flat_flags import FLAT_FLAGS
+from openrlhf.openrlhf_flags.flat_flags import FLAT_FLAGS, flat_status
 from openrlhf.openrlhf_flags.tables import ALIAS_LIST, REFUSAL_LIST, VALUE_REFUSALS
 
 # OpenRLHF 0.11 defaults that differ from this project's, for settings both have: an OpenRLHF command that
@@ -103,12 +103,15 @@ def migration_markdown() -> str:
         "",
         "### Pre-0.10 flat flags",
         "",
-        "Refused with one message that lists each flat flag used and its dotted name:",
+        "Refused with one message that lists each flat flag used, its dotted name (OpenRLHF 0.10+) and what that "
+        "name does here:",
         "",
-        "| flat flag | dotted flag |",
-        "|---|---|",
+        "| flat flag | dotted flag | here |",
+        "|---|---|---|",
     ]
     for flat in sorted(FLAT_FLAGS):
         new = FLAT_FLAGS[flat]
-        lines.append(f"| `--{flat}` | {f'`--{new}`' if new else '(dropped by OpenRLHF)'} |")
+        here = flat_status(flat) or "same name"
+        dotted = f"`--{new}`" if new else "(dropped by OpenRLHF)"
+        lines.append(f"| `--{flat}` | {dotted} | {_cell(here)} |")
     return "\n".join(lines) + "\n"

@@ -162,12 +162,20 @@ def flat_replacement(flat: str) -> str:
     new = FLAT_FLAGS.get(flat, "")
     if not new:
         return f"--{flat}: dropped by OpenRLHF (no dotted successor); not supported here"
+    here = flat_status(flat)
+    return f"--{flat} -> --{new}" + (f" ({here})" if here else "")
+
+
+def flat_status(flat: str) -> str:
+    """What the dotted successor of a pre-0.10 flat flag does here: empty when it is a key of the same name,
+    ``= key`` for a rename, ``not supported here: what to use instead`` for a refused one."""
+    new = FLAT_FLAGS.get(flat, "")
+    if not new:
+        return "not supported here"
     name = new.split()[0]
     if name in REFUSED:
-        refusal = REFUSED[name]
-        status = f"not supported yet (issue #{refusal.issue})" if refusal.issue else "not supported here"
-        return f"--{flat} -> --{new} ({status})"
+        return f"not supported here: {REFUSED[name].instead}"
     alias = ALIASES.get(name)
     if alias is not None and alias.rename:
-        return f"--{flat} -> --{new} (= {alias.targets[0]})"
-    return f"--{flat} -> --{new}"
+        return f"= {alias.targets[0]}"
+    return ""

@@ -14,6 +14,7 @@ from pathlib import Path
 from openrlhf.config import Config
 from openrlhf.plan.cluster import ClusterSpec, cluster_from_ray, local_cluster, parse_cluster_spec
 from openrlhf.plan.core import Plan, make_plan
+from openrlhf.plan.layout import RunLayout
 from openrlhf.plan.model import (
     ModelSpec,
     model_from_checkpoint,
@@ -97,13 +98,15 @@ def resolve_models(cfg: Config) -> tuple[ModelSpec | None, ModelSpec | None, lis
     return model, ref_model, notes
 
 
-def check_plan(cfg: Config, cluster: ClusterSpec | None = None, *, backend: str | None = None) -> Plan:
+def check_plan(cfg: Config, cluster: ClusterSpec | None = None, *, layout: RunLayout | None = None) -> Plan:
     """Plan ``cfg`` on ``cluster`` (default: :func:`resolve_cluster`) for the resolved model sizes.
 
     Raises :class:`PlanError` when ``cfg.plan.enforce`` and the plan does not fit. On a CPU-only cluster
-    only the bundle counts are checked, against logical CPUs. ``backend``: 'vllm' or 'hf' as the driver
-    resolved it (default: vLLM on a GPU cluster for rollout.backend=auto).
+    only the bundle counts are checked, against logical CPUs. ``layout``: the run's layout as the driver
+    resolved it (openrlhf/plan/layout.py); without one (``--plan`` before any cluster is joined) the backend
+    is planned as auto would resolve it on ``cluster``: vLLM on GPUs, else HF.
     """
+    backend = layout.backend if layout is not None else None
     if cluster is None:
         cluster = resolve_cluster(cfg, required_cpus=make_plan(cfg, _NO_CLUSTER, None).required_cpus)
     if cluster.gpus_per_node > 0:

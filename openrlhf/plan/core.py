@@ -29,6 +29,7 @@ from openrlhf.plan.cluster import ClusterSpec
 from openrlhf.plan.memory import (
     CUDA_CONTEXT_GB,
     GB,
+    ModelStates,
     VllmMemory,
     activation_bytes,
     hf_engine_bytes,
@@ -336,18 +337,25 @@ def _check_cpus(cfg: Config, plan: Plan) -> None:
             )
 
 
-def _estimate_memory(cfg: Config, plan: Plan, model: ModelSpec, ref_model: ModelSpec) -> None:
-    cluster = plan.cluster
-    plan.memory_checked = True
-    bf16 = cfg.ds.bf16
-    p = precision_bytes(bf16)[0]
-    stage = cfg.ds.zero_stage
-    seq_len = cfg.data.prompt_max_len + cfg.rollout.max_new_tokens
-    max_model_len = cfg.vllm.max_model_len or seq_len
-    policy, rollout = plan.role("policy"), plan.role("rollout")
-    reference = plan.role("reference")
+@dataclass(frozen=True)
+class _RoleBytes:
+    """What one rank of each role holds on its GPU, in bytes (the engine's in GB): the inputs of the per-GPU sum."""
 
-    # policy states
+    states: ModelStates  # the policy's weights, gradients, optimizer (and what sits in host memory)
+    gather: float  # ZeRO-3: the largest layer's gathered parameters
+    train_act: float
+    infer_act: float
+    ref_weights: float
+    ref_gather: float
+    ref_act: float
+    engine_gb: float
+
+
+def _policy_bytes(
+    cfg: Config, model: ModelSpec, workers: int, geometry: dict
+) -> tuple[ModelStates, float, float, float]:
+    """The policy rank's (states, ZeRO-3 gather, training activations, inference activations)."""
+    bf16, stage = cfg.ds.bf16, cfg.ds.zero_stage
     adapters = lora_params(model, cfg.actor.lora.rank, cfg.actor.lora.target_modules)
     if adapters:
         total_params, trainable = model.num_params + adapters, adapters
@@ -359,12 +367,11 @@ def _estimate_memory(cfg: Config, plan: Plan, model: ModelSpec, ref_model: Model
         total_params,
         trainable,
         zero_stage=stage,
-        dp_world=policy.workers,
+        dp_world=workers,
         bf16=bf16,
         adam_offload=cfg.ds.adam_offload,
     )
     gather = zero3_gather_bytes(model, bf16) if stage == 3 else 0.0
-    geometry = {"seq_len": seq_len, "response_len": cfg.rollout.max_new_tokens, "bf16": bf16}
     train_act = activation_bytes(
         model,
         micro_batch=cfg.train.micro_train_batch_size,
@@ -375,37 +382,51 @@ def _estimate_memory(cfg: Config, plan: Plan, model: ModelSpec, ref_model: Model
     infer_act = activation_bytes(
         model, micro_batch=cfg.train.micro_rollout_batch_size, training=False, checkpointing=False, **geometry
     )
-    # reference
-    ref_weights = ref_gather = ref_act = 0.0
-    if reference is not None:
-        ref_weights = p * ref_model.num_params / (reference.workers if stage == 3 else 1)
-        ref_gather = zero3_gather_bytes(ref_model, bf16) if stage == 3 else 0.0
-        ref_act = activation_bytes(
-            ref_model, micro_batch=cfg.train.micro_rollout_batch_size, training=False, checkpointing=False, **geometry
-        )
-    # engines
-    engine_gb = 0.0
-    colocated = cfg.train.colocate_all
-    ds_sleep = cfg.ds.enable_sleep and colocated
-    engine_sleep = cfg.vllm.enable_sleep and colocated
-    sequences = math.ceil(cfg.train.rollout_batch_size * cfg.rollout.n_samples_per_prompt / max(1, rollout.workers))
+    return states, gather, train_act, infer_act
+
+
+def _engine_gb(cfg: Config, plan: Plan, model: ModelSpec, max_model_len: int) -> float:
+    """One rollout engine's share of its GPU in GB (vLLM: its gpu_memory_utilization share, set on ``plan.vllm``)."""
     if plan.backend == "vllm":
+        rollout = plan.role("rollout")
+        sequences = math.ceil(cfg.train.rollout_batch_size * cfg.rollout.n_samples_per_prompt / max(1, rollout.workers))
         plan.vllm = vllm_memory(
             model,
-            gpu_memory_gb=cluster.gpu_memory_gb,
+            gpu_memory_gb=plan.cluster.gpu_memory_gb,
             utilization=cfg.vllm.gpu_memory_utilization,
             tensor_parallel=rollout.bundles_per_worker,
             max_model_len=max_model_len,
             sequences_per_step=sequences,
         )
-        engine_gb = plan.vllm.share / GB
-    else:
-        weight_bytes = 4 if cfg.actor.dtype == "float32" else 2
-        weights, cache = hf_engine_bytes(
-            model, batch=cfg.rollout.generate_batch_size, max_model_len=max_model_len, weight_bytes=weight_bytes
-        )
-        engine_gb = (weights + cache) / GB
+        return plan.vllm.share / GB
+    weight_bytes = 4 if cfg.actor.dtype == "float32" else 2
+    weights, cache = hf_engine_bytes(
+        model, batch=cfg.rollout.generate_batch_size, max_model_len=max_model_len, weight_bytes=weight_bytes
+    )
+    return (weights + cache) / GB
 
+
+def _role_bytes(cfg: Config, plan: Plan, model: ModelSpec, ref_model: ModelSpec) -> _RoleBytes:
+    """What a rank of each role holds: the policy's states and activations, the reference, an engine."""
+    bf16, stage = cfg.ds.bf16, cfg.ds.zero_stage
+    seq_len = cfg.data.prompt_max_len + cfg.rollout.max_new_tokens
+    geometry = {"seq_len": seq_len, "response_len": cfg.rollout.max_new_tokens, "bf16": bf16}
+    states, gather, train_act, infer_act = _policy_bytes(cfg, model, plan.role("policy").workers, geometry)
+    reference = plan.role("reference")
+    ref_weights = ref_gather = ref_act = 0.0
+    if reference is not None:
+        ref_weights = precision_bytes(bf16)[0] * ref_model.num_params / (reference.workers if stage == 3 else 1)
+        ref_gather = zero3_gather_bytes(ref_model, bf16) if stage == 3 else 0.0
+        ref_act = activation_bytes(
+            ref_model, micro_batch=cfg.train.micro_rollout_batch_size, training=False, checkpointing=False, **geometry
+        )
+    engine_gb = _engine_gb(cfg, plan, model, cfg.vllm.max_model_len or seq_len)
+    return _RoleBytes(states, gather, train_act, infer_act, ref_weights, ref_gather, ref_act, engine_gb)
+
+
+def _add_to_gpus(plan: Plan, sizes: _RoleBytes, *, ds_sleep: bool, engine_sleep: bool) -> None:
+    """Each GPU's memory per phase: the sum over its occupants of what their role holds in that phase."""
+    states = sizes.states
     for gpu in plan.gpus:
         for occupant in gpu.occupants:
             for phase in PHASES:
@@ -417,25 +438,26 @@ def _estimate_memory(cfg: Config, plan: Plan, model: ModelSpec, ref_model: Model
                     gpu.add(phase, "weights", states.weights / GB)
                     gpu.add(phase, "grads", states.grads / GB)
                     gpu.add(phase, "optimizer", states.optimizer / GB)
-                gpu.add("experience", "gathered", gather / GB)
-                gpu.add("experience", "activations", infer_act / GB)
-                gpu.add("train", "gathered", gather / GB)
-                gpu.add("train", "activations", train_act / GB)
+                gpu.add("experience", "gathered", sizes.gather / GB)
+                gpu.add("experience", "activations", sizes.infer_act / GB)
+                gpu.add("train", "gathered", sizes.gather / GB)
+                gpu.add("train", "activations", sizes.train_act / GB)
             elif occupant.startswith("reference"):
                 for phase in PHASES:
-                    gpu.add(phase, "reference", ref_weights / GB)
-                gpu.add("experience", "reference", ref_gather / GB)
-                gpu.add("experience", "activations", ref_act / GB)
+                    gpu.add(phase, "reference", sizes.ref_weights / GB)
+                gpu.add("experience", "reference", sizes.ref_gather / GB)
+                gpu.add("experience", "activations", sizes.ref_act / GB)
             else:
                 component = "vLLM share" if plan.backend == "vllm" else "engine"
-                gpu.add("generate", component, engine_gb)
+                gpu.add("generate", component, sizes.engine_gb)
                 if not engine_sleep:
-                    gpu.add("experience", component, engine_gb)
-                    gpu.add("train", component, engine_gb)
+                    gpu.add("experience", component, sizes.engine_gb)
+                    gpu.add("train", component, sizes.engine_gb)
 
-    _memory_problems(plan)
-    _engine_checks(cfg, plan)
-    if colocated:
+
+def _memory_notes(cfg: Config, plan: Plan, states: ModelStates, *, ds_sleep: bool) -> None:
+    """The notes under the memory table: which sleep rule sets a colocated peak, and host memory per node."""
+    if cfg.train.colocate_all:
         rule = {
             (True, True): "ds.enable_sleep + vllm.enable_sleep: peak = max(train phase, generation phase)",
             (False, True): "vllm.enable_sleep only: the policy's states stay resident while the engines generate",
@@ -446,7 +468,7 @@ def _estimate_memory(cfg: Config, plan: Plan, model: ModelSpec, ref_model: Model
     host = states.host + (states.total if ds_sleep else 0.0)
     if host:
         per_node: dict[int, int] = {}
-        for node, _ in policy.slots:
+        for node, _ in plan.role("policy").slots:
             per_node[node] = per_node.get(node, 0) + 1
         busiest = max(per_node.values(), default=0)
         what = " + ".join(
@@ -455,6 +477,18 @@ def _estimate_memory(cfg: Config, plan: Plan, model: ModelSpec, ref_model: Model
         plan.notes.append(
             f"host memory: {what} {host / GB:.1f} GB per policy rank, {host * busiest / GB:.1f} GB on the busiest node"
         )
+
+
+def _estimate_memory(cfg: Config, plan: Plan, model: ModelSpec, ref_model: ModelSpec) -> None:
+    """Per-GPU memory per phase from what each role holds, then its problems and notes."""
+    plan.memory_checked = True
+    colocated = cfg.train.colocate_all
+    ds_sleep = cfg.ds.enable_sleep and colocated
+    sizes = _role_bytes(cfg, plan, model, ref_model)
+    _add_to_gpus(plan, sizes, ds_sleep=ds_sleep, engine_sleep=cfg.vllm.enable_sleep and colocated)
+    _memory_problems(plan)
+    _engine_checks(cfg, plan)
+    _memory_notes(cfg, plan, sizes.states, ds_sleep=ds_sleep)
 
 
 def _fmt_breakdown(values: dict[str, float]) -> str:

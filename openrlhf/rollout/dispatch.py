@@ -1,5 +1,4 @@
-"""Driver-side helpers: spread requests over rollout engines (Ray actors) and gather the outputs in order,
-and the seeds that give every prompt of a step its own random stream.
+"""The seeds that give every engine and every prompt of a step its own random stream.
 
 Seeds. A step has one seed (the driver's ``train.seed * 100003 + step``). Adding small offsets to it (seed +
 engine index, + request index) makes streams collide: vLLM gives the j-th of a request's n samples the seed
@@ -15,31 +14,9 @@ request k on that engine ``derive_seed(engine seed, "prompt", k)``. Seeds are 62
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
 
-from openrlhf.rollout.base import GenerationOutput, GenerationRequest, SamplingParams
-
-T = TypeVar("T")
-
-
-def distribute_requests(requests: Sequence[T], num_engines: int) -> list[list[T]]:
-    """Split requests into ``num_engines`` contiguous shards whose sizes differ by at most one.
-
-    Contiguous shards keep each prompt's n samples on one engine (prefix cache) and make the gather a
-    plain concatenation. Engines past the number of requests get empty shards.
-    """
-    if num_engines < 1:
-        raise ValueError(f"distribute_requests: num_engines={num_engines} must be >= 1")
-    base, extra = divmod(len(requests), num_engines)
-    shards, start = [], 0
-    for engine in range(num_engines):
-        size = base + (1 if engine < extra else 0)
-        shards.append(list(requests[start : start + size]))
-        start += size
-    return shards
-
+from openrlhf.rollout.base import SamplingParams
 
 SEED_BITS = 62  # headroom below int64 for vLLM's "seed + sample index" and torch.Generator.manual_seed
 
@@ -65,32 +42,3 @@ def engine_params(params: SamplingParams, engine_index: int) -> SamplingParams:
     if params.seed is None:
         return params
     return replace(params, seed=derive_seed(params.seed, "engine", engine_index))
-
-
-def generate_on_engines(
-    engines: Sequence[Any], requests: Sequence[GenerationRequest], params: SamplingParams
-) -> list[list[GenerationOutput]]:
-    """Run ``generate`` on every engine (Ray actor handles) over its shard; outputs in request order."""
-    from openrlhf.workers.in_driver import wait_for
-
-    if not engines:
-        raise ValueError("generate_on_engines: no rollout engines")
-    shards = distribute_requests(list(requests), len(engines))
-    refs = [
-        engine.generate.remote(shard, engine_params(params, index))
-        for index, (engine, shard) in enumerate(zip(engines, shards, strict=True))
-        if shard
-    ]
-    outputs: list[list[GenerationOutput]] = []
-    for result in wait_for(refs):
-        outputs.extend(result)
-    if len(outputs) != len(requests):
-        raise RuntimeError(f"generate_on_engines: {len(outputs)} results for {len(requests)} requests")
-    return outputs
-
-
-def call_engines(engines: Sequence[Any], method: str, *args: Any, **kwargs: Any) -> list[Any]:
-    """Call one method on every engine actor and wait for all (sleep, wake_up, update_weights, ...)."""
-    from openrlhf.workers.in_driver import wait_for
-
-    return wait_for([getattr(engine, method).remote(*args, **kwargs) for engine in engines])

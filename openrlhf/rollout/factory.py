@@ -2,38 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from openrlhf.config import Config
-from openrlhf.rollout.vllm_engine import INSTALL_HINT, vllm_available
-
-
-def _cluster_has_gpus() -> bool:
-    from openrlhf.workers.distributed import cluster_gpu_count
-
-    return cluster_gpu_count() > 0
-
-
-def resolve_backend(cfg: Config) -> Literal["hf", "vllm"]:
-    """``rollout.backend``: hf | vllm | auto (vLLM when the cluster has GPUs and vLLM imports, else HF).
-
-    GPUs are counted in the Ray cluster (``ray.cluster_resources()``) when connected, so a driver on a
-    GPU-less head node still picks vLLM for GPU workers.
-    """
-    choice = cfg.rollout.backend
-    if choice == "hf":
-        return "hf"
-    cuda, has_vllm = _cluster_has_gpus(), vllm_available()
-    if choice == "vllm":
-        if not cuda:
-            raise RuntimeError(
-                "rollout.backend=vllm needs CUDA GPUs and the cluster has none (ray.cluster_resources() or, "
-                "without Ray, this machine); use rollout.backend=hf"
-            )
-        if not has_vllm:
-            raise ImportError(INSTALL_HINT)
-        return "vllm"
-    return "vllm" if cuda and has_vllm else "hf"
+from openrlhf.config import Config, ConfigError
+from openrlhf.plan.layout import RunLayout
 
 
 def max_model_len(cfg: Config) -> int:
@@ -53,11 +25,6 @@ def _strategy(placement_group: Any, bundle_index: int | None) -> Any:
     )
 
 
-def engine_bundle_count(cfg: Config, backend: str) -> int:
-    """Bundles the rollout engines take: ``tensor_parallel_size`` each with vLLM (one per TP worker), one with HF."""
-    return cfg.vllm.num_engines * (cfg.vllm.tensor_parallel_size if backend == "vllm" else 1)
-
-
 def engine_bundles(num_engines: int, bundles_per_engine: int, bundle_indices: list[int] | None) -> list[list[int]]:
     """The bundle indices of each engine: consecutive runs of ``bundles_per_engine`` (TP size) bundles."""
     needed = num_engines * bundles_per_engine
@@ -71,28 +38,32 @@ def engine_bundles(num_engines: int, bundles_per_engine: int, bundle_indices: li
 
 
 def create_rollout_engines(
-    cfg: Config, placement_group: Any = None, bundle_indices: list[int] | None = None, *, share: int = 1
+    cfg: Config,
+    layout: RunLayout,
+    placement_group: Any = None,
+    bundle_indices: list[int] | None = None,
+    *,
+    share: int = 1,
 ) -> list[Any]:
-    """``vllm.num_engines`` engine actors of the resolved backend, in ``placement_group`` when given.
+    """``vllm.num_engines`` engine actors of the layout's backend, in ``placement_group`` when given.
 
     Engine i takes bundle ``bundle_indices[i]`` (HF) or the i-th run of ``tensor_parallel_size`` bundles
     (vLLM). ``share`` > 1 when the engines sit in bundles with other actors (colocated): each engine then
     asks for 1/share of a bundle's CPUs/GPUs.
     """
-    backend = resolve_backend(cfg)
     if not cfg.actor.model_name_or_path:
-        raise ValueError("actor.model_name_or_path is empty: the rollout engines need a checkpoint")
-    if backend == "hf":
-        return _create_hf_engines(cfg, placement_group, bundle_indices, share)
+        raise ConfigError("actor.model_name_or_path is empty: the rollout engines need a checkpoint")
+    if layout.backend == "hf":
+        return _create_hf_engines(cfg, layout.gpus_per_bundle, placement_group, bundle_indices, share)
     return _create_vllm_engines(cfg, placement_group, bundle_indices, share)
 
 
-def _create_hf_engines(cfg: Config, placement_group: Any, bundle_indices: list[int] | None, share: int) -> list[Any]:
+def _create_hf_engines(
+    cfg: Config, gpus: float, placement_group: Any, bundle_indices: list[int] | None, share: int
+) -> list[Any]:
     from openrlhf.rollout.hf_engine import engine_kwargs, hf_rollout_actor_class
-    from openrlhf.workers.placement import ranks_per_node
 
     actor_cls = hf_rollout_actor_class()
-    gpus = 1.0 if _cluster_has_gpus() else 0.0
     bundles = engine_bundles(cfg.vllm.num_engines, 1, bundle_indices) if placement_group is not None else None
     engines = []
     for i in range(cfg.vllm.num_engines):
@@ -105,7 +76,9 @@ def _create_hf_engines(cfg: Config, placement_group: Any, bundle_indices: list[i
                 cfg.actor.model_name_or_path,
                 dtype=cfg.actor.dtype,
                 num_threads=cfg.train.num_threads_per_worker,
-                engines_on_node=ranks_per_node(cfg.vllm.num_engines, cfg.vllm.num_engines),
+                # every engine computes at once, on one node or spread over several (the value
+                # openrlhf.workers.placement.ranks_per_node(n, n) gives on any cluster)
+                engines_on_node=max(1, cfg.vllm.num_engines),
                 seed=cfg.train.seed + i,
                 **engine_kwargs(cfg),
             )

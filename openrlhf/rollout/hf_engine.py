@@ -140,7 +140,7 @@ class HFRolloutEngine(RolloutEngine):
         from openrlhf.models.loading import load_model, load_processor, load_tokenizer
 
         if num_threads > 0 or engines_on_node > 0:  # a Ray actor: its share of the node's cores
-            from openrlhf.workers.distributed import set_num_threads
+            from openrlhf.utils.threads import set_num_threads
 
             set_num_threads(num_threads, engines_on_node)
         if generate_batch_size < 1:

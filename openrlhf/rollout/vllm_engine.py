@@ -41,7 +41,7 @@ from typing import Any
 from openrlhf.models.vlm_inputs import IMAGE_TOKEN
 from openrlhf.rollout.base import FinishedGroups, GenerationOutput, GenerationRequest, RolloutEngine, SamplingParams
 from openrlhf.rollout.decoding import decode_response, eos_token_ids, trim_at_eos, vision_placeholder_ids
-from openrlhf.rollout.dispatch import derive_seed, distribute_requests  # noqa: F401  (re-exported)
+from openrlhf.rollout.dispatch import derive_seed
 from openrlhf.rollout.vllm_worker import WeightRecord, weight_record
 from openrlhf.rollout.weight_switch import WeightSwitch
 from openrlhf.rollout.weight_sync import NamedTensors, WeightMeta
@@ -145,7 +145,7 @@ def vllm_prompt(request: GenerationRequest, index: int = 0, image_pad_id: int | 
     """A vLLM prompt carrying exactly the driver's tokens: ``{"prompt_token_ids": ids}`` (+ the images).
 
     Text rows send the driver's ids as they are. Image rows: the driver's ids
-    (:meth:`openrlhf.trainer.experience_maker.PromptEncoder.encode`) hold each image's placeholders
+    (:meth:`openrlhf.rollout.prompt_encoder.PromptEncoder.encode`) hold each image's placeholders
     already expanded (``<|image_pad|>`` x grid_t*grid_h*grid_w / merge_size^2). vLLM 0.33 does not detect
     expanded placeholders: for a token prompt with ``multi_modal_data`` it always applies the model's
     prompt updates to the ids it is given (vllm/multimodal/processing/processor.py,

@@ -22,9 +22,7 @@ The object-store path: ``engine.update_weights.remote(pack_state_dict(named_tens
 from __future__ import annotations
 
 import datetime
-import socket
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,24 +58,6 @@ class SyncGroup:
         flag = torch.zeros(1, device=self.device)
         opts = dist.AllreduceOptions()
         self.backend.allreduce([flag], opts).wait()
-
-
-def find_free_port(host: str = "") -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def local_ip() -> str:
-    """This node's address as Ray sees it (others connect to it); loopback without Ray."""
-    try:
-        import ray
-
-        if ray.is_initialized():
-            return ray.util.get_node_ip_address()
-    except Exception:  # pragma: no cover - ray not connected
-        pass
-    return "127.0.0.1"
 
 
 def create_sync_group(

@@ -1,7 +1,7 @@
 """The model behind ``openrlhf-serve``: the trainer's prompt encoder and rollout engine, concurrent requests batched.
 
 A request goes the way a training prompt goes: its messages become a :class:`~openrlhf.data.sample.Sample`
-(:func:`openrlhf.serve.messages.to_sample`), :class:`openrlhf.trainer.experience_maker.PromptEncoder` applies the
+(:func:`openrlhf.serve.messages.to_sample`), :class:`openrlhf.rollout.prompt_encoder.PromptEncoder` applies the
 model's chat template and image processor (no system prompt or task suffix is added: the request's messages
 are the whole prompt), and the HF engine (:func:`openrlhf.eval.checkpoint.make_engine`) samples n responses;
 requests that wait together with equal sampling parameters share one engine call
@@ -62,7 +62,7 @@ class ChatModel:
     ) -> None:
         from openrlhf.config import Config
         from openrlhf.eval.checkpoint import make_engine
-        from openrlhf.trainer.experience_maker import PromptEncoder
+        from openrlhf.rollout.prompt_encoder import PromptEncoder
 
         path = Path(model_path)
         if not path.is_dir():

@@ -17,43 +17,16 @@ evaluation beats the best value so far, the policy is exported to ``<output_dir>
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from openrlhf.config import ConfigError, eval_metric_name
 
 if TYPE_CHECKING:
     from openrlhf.config import Config
     from openrlhf.rollout.base import SamplingParams
     from openrlhf.trainer.experience_maker import Rollout
-
-_OPENRLHF_EVAL_KEY = re.compile(r"eval_(?P<source>.+)_(?P<metric>pass\d+)")
-DEFAULT_BEST_METRIC = "eval/pass1"
-
-
-def eval_metric_name(key: str) -> str | None:
-    """The eval metric ``ckpt.best_metric_key`` names: None for ``none`` (off), ``eval/pass1`` for the empty
-    string (OpenRLHF: the first pass1 metric), OpenRLHF's ``eval_default_pass{k}`` as ``eval/pass{k}``, an
-    ``eval/...`` name as it is. Anything else is a ValueError naming the accepted forms."""
-    if key == "none":
-        return None
-    if key == "":
-        return DEFAULT_BEST_METRIC
-    if key.startswith("eval/") and len(key) > len("eval/"):
-        return key
-    match = _OPENRLHF_EVAL_KEY.fullmatch(key)
-    if match and match["source"] == "default":
-        return f"eval/{match['metric']}"
-    if match:
-        raise ValueError(
-            f"{key!r}: evaluation here has one data source (OpenRLHF's 'default'); use eval_default_{match['metric']} "
-            f"or eval/{match['metric']}"
-        )
-    raise ValueError(
-        f"{key!r} is not an eval metric name: use eval/pass1, eval/pass<n>, eval/accuracy, eval/reward, "
-        "eval/<reward component>, OpenRLHF's eval_default_pass<n>, '' (eval/pass1) or none (off)"
-    )
-
 
 def eval_sampling_params(cfg: Config, seed: int) -> SamplingParams:
     """Greedy with one answer per prompt at ``eval.temperature`` 0; else the rollout's top-p / top-k at the
@@ -118,7 +91,7 @@ class BestModel:
             return False
         if self.key not in metrics:
             names = ", ".join(sorted(k for k in metrics if k.startswith("eval/")))
-            raise ValueError(
+            raise ConfigError(
                 f"ckpt.best_metric_key names {self.key!r}, which the evaluation does not report; it reports: {names}"
             )
         value = float(metrics[self.key])

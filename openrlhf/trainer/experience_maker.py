@@ -1,8 +1,9 @@
 """From a batch of prompts to training experience: generate, score, pad into tensors.
 
-Steps 2-3 of a training step (DESIGN.md): the rollout engines generate n responses per prompt, the
-reward source scores them; this module turns the result into an :class:`Experience` (log-probs and
-advantages are added by the driver).
+Steps 2-3 of a training step (sample prompts, generate, score, log-probs, advantages, train, push weights):
+the rollout engines generate n responses per prompt to the prompts :class:`~openrlhf.rollout.prompt_encoder.PromptEncoder`
+encoded, the reward source scores them; this module turns the result into an :class:`Experience` (log-probs
+and advantages are added by the driver, openrlhf/trainer/driver.py).
 """
 
 from __future__ import annotations
@@ -14,21 +15,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from openrlhf.config import Config
-from openrlhf.data.sample import Sample
-from openrlhf.rollout.base import GenerationOutput, GenerationRequest, SamplingParams
+from openrlhf.rollout.base import GenerationOutput, SamplingParams
+from openrlhf.rollout.prompt_encoder import EncodedPrompt, PromptEncoder
 from openrlhf.workers.experience import Experience
 
 if TYPE_CHECKING:
     from openrlhf.trainer.reward_client import RewardResult
-
-
-@dataclass
-class EncodedPrompt:
-    """A prompt ready for an engine and for the policy's forward (with its images' tensors)."""
-
-    sample: Sample
-    request: GenerationRequest
-    multimodal: dict[str, torch.Tensor] | None = None
 
 
 @dataclass
@@ -45,70 +37,6 @@ class Rollout:
 
     def prompt_of(self, row: int) -> EncodedPrompt:
         return self.prompts[row // self.n]
-
-
-class PromptEncoder:
-    """Chat template + tokenisation (+ image processing) of samples, done once in the driver."""
-
-    def __init__(self, cfg: Config) -> None:
-        from openrlhf.models.loading import load_processor, load_tokenizer
-
-        self.cfg = cfg
-        path = cfg.actor.model_name_or_path
-        self.tokenizer = load_tokenizer(path, padding_side="left")
-        self.processor = load_processor(path, min_pixels=cfg.data.min_pixels, max_pixels=cfg.data.max_pixels)
-
-    @property
-    def template_owner(self):
-        return self.processor if self.processor is not None else self.tokenizer
-
-    def encode(self, sample: Sample, images: list | None = None) -> EncodedPrompt:
-        """The sample's prompt for an engine; ``images``: the sample's images already opened (PIL, in the order
-        of its image parts, e.g. decoded from a request) instead of reading ``sample.images`` from disk."""
-        from openrlhf.data.prompts import build_prompt_text
-        from openrlhf.models.vlm_inputs import encode_prompt, take_multimodal
-
-        text = build_prompt_text(sample, self.template_owner, self.cfg.data)
-        if images is None:
-            images = [_open_rgb(path, sample.where) for path in sample.images]
-        if images and self.processor is None:
-            raise ValueError(f"{sample.where}: the row has images but {self.cfg.actor.model_name_or_path} is text-only")
-        encoded = encode_prompt(
-            self.processor if images else self.tokenizer,
-            text,
-            images,
-            max_length=self.cfg.data.prompt_max_len,
-            where=sample.where,
-        )
-        ids = encoded["input_ids"][0].tolist()
-        multimodal = take_multimodal(encoded)
-        if multimodal is not None and "image_size" in sample.label_fields and "input_size" not in sample.label_fields:
-            sample = _with_input_size(sample, multimodal["image_grid_thw"][0], self.processor)
-        return EncodedPrompt(sample, GenerationRequest(text, ids, images), multimodal)
-
-    def decode_response(self, output: GenerationOutput) -> str:
-        """The response as OpenRLHF's remote-RM client sends it: decoded with special tokens kept."""
-        return self.tokenizer.decode(output.output_token_ids, skip_special_tokens=False)
-
-
-def _with_input_size(sample: Sample, grid_thw: torch.Tensor, processor) -> Sample:
-    """A copy of a box-task sample whose label also carries ``input_size`` = [w, h] of the resized image the
-    model sees (grid_w * patch_size, grid_h * patch_size), so the reward rescales boxes to ``image_size``."""
-    import dataclasses
-
-    patch = int(processor.image_processor.patch_size)
-    input_size = [int(grid_thw[2]) * patch, int(grid_thw[1]) * patch]
-    return dataclasses.replace(sample, label_fields={**sample.label_fields, "input_size": input_size})
-
-
-def _open_rgb(path: str, where: str):
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{where}: cannot read image {path}: {exc}") from exc
 
 
 def sampling_params(cfg: Config, seed: int, *, greedy: bool = False, n: int | None = None) -> SamplingParams:
@@ -132,7 +60,7 @@ def generate_pieces(
     vLLM engine derives one per prompt (openrlhf/rollout/dispatch.py), so no two prompts share a stream.
     """
     from openrlhf.rollout.dispatch import engine_params
-    from openrlhf.workers.in_driver import stream_calls
+    from openrlhf.utils.actor_calls import stream_calls
 
     if not prompts:
         return
@@ -143,18 +71,6 @@ def generate_pieces(
     ]
     for engine_index, piece in stream_calls(calls):
         yield [(engine_index + k * width, outputs) for k, outputs in piece]
-
-
-def generate(engines: list, prompts: list[EncodedPrompt], params: SamplingParams) -> list[GenerationOutput]:
-    """All outputs, grouped by prompt in prompt order (:func:`generate_pieces` gathered)."""
-    per_prompt: list[list[GenerationOutput] | None] = [None] * len(prompts)
-    for piece in generate_pieces(engines, prompts, params):
-        for index, outputs in piece:
-            per_prompt[index] = outputs
-    missing = [i for i, outs in enumerate(per_prompt) if outs is None]
-    if missing:
-        raise RuntimeError(f"generate: the engines returned nothing for prompts {missing[:10]}")
-    return [out for outs in per_prompt for out in outs]  # type: ignore[union-attr]
 
 
 def score_groups(

@@ -16,7 +16,6 @@ import logging
 import os
 import signal
 import tempfile
-import time
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -121,13 +120,3 @@ def end_leftovers_of_dead_runs(root: str | os.PathLike[str] | None = None, *, wa
         except OSError:
             pass
     return ended
-
-
-def wait_for_session_processes(session_dir: str | os.PathLike[str], count: int, timeout_s: float = 30.0) -> list:
-    """Wait until at least ``count`` processes work in ``session_dir`` (tests); returns them."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        procs = session_processes(session_dir)
-        if len(procs) >= count or time.monotonic() > deadline:
-            return procs
-        time.sleep(0.2)

@@ -13,11 +13,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from openrlhf.config import RewardConfig
+from openrlhf.config import ConfigError, RewardConfig
 from openrlhf.trainer.reward_client import RewardSource, create_reward_source
-from openrlhf.utils.loopback_server import LoopbackServer, find_free_port
-
-__all__ = ["LocalRewardServer", "find_free_port", "open_reward_source"]  # find_free_port: used by the tests
+from openrlhf.utils.loopback_server import LoopbackServer
 
 
 class LocalRewardServer(LoopbackServer):
@@ -73,7 +71,7 @@ def open_reward_source(reward_cfg: RewardConfig, log_dir: str | os.PathLike[str]
     Closes the client and stops the server on exit.
     """
     if reward_cfg.launch_local_server and (reward_cfg.remote_url or reward_cfg.reward_func):
-        raise ValueError(
+        raise ConfigError(
             "reward.launch_local_server starts a reward server, so reward.remote_url and reward.reward_func "
             "must be empty"
         )

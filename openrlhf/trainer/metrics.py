@@ -193,26 +193,6 @@ def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return records
 
 
-def summarize_metrics(records: Iterable[Mapping[str, Any]], keys: Iterable[str] | None = None) -> dict[str, Any]:
-    """First, last, min and max of each numeric key over the steps where it was logged.
-
-    ``{"steps": number of records, "last_step": N, "<key>": {"first", "last", "min", "max"}}``.
-    """
-    records = list(records)
-    wanted = None if keys is None else set(keys)
-    series: dict[str, list[float]] = {}
-    for record in records:
-        for key, value in record.items():
-            if key == "step" or (wanted is not None and key not in wanted):
-                continue
-            if (number := _scalar(value)) is not None:
-                series.setdefault(key, []).append(number)
-    summary: dict[str, Any] = {"steps": len(records), "last_step": records[-1]["step"] if records else None}
-    for key, values in series.items():
-        summary[key] = {"first": values[0], "last": values[-1], "min": min(values), "max": max(values)}
-    return summary
-
-
 def _format_cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from openrlhf.config import Config
+from openrlhf.utils.errors import UserError
 
 
 def absolutize_model_paths(cfg: Config) -> None:
@@ -26,9 +27,7 @@ def check_reward_urls_reachable(reward_cfg) -> None:
     from urllib.parse import urlsplit
 
     for url in reward_cfg.remote_url:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"reward.remote_url: {url!r} is not an http(s) URL")
+        parts = urlsplit(url)  # an http(s) URL with a host: checked when the config loads (RewardConfig)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         last_error: OSError | None = None
         for attempt in range(reward_cfg.retries + 1):
@@ -41,17 +40,7 @@ def check_reward_urls_reachable(reward_cfg) -> None:
             except OSError as exc:
                 last_error = exc
         if last_error is not None:
-            raise ValueError(
+            raise UserError(
                 f"reward.remote_url: the reward server {url} is not reachable "
                 f"({reward_cfg.retries + 1} tries): {last_error}"
             )
-
-
-def check_async_layout(cfg: Config) -> None:
-    """Refuse, in one line, the asynchronous set-up that cannot run (checked when the run starts, not when the
-    config loads: OpenRLHF's own async example sets colocate_all and must still load)."""
-    if cfg.train.async_enable and cfg.train.colocate_all:
-        raise ValueError(
-            "train.async_enable with train.colocate_all: the engines and the policy share devices and take "
-            "turns, so there is nothing to overlap; give the engines their own bundles (colocate_all false)"
-        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from openrlhf.config import ConfigError
 from openrlhf.data.sample import Sample
 
 
@@ -30,7 +31,7 @@ class PromptStream:
     def next_batch(self) -> list[Sample]:
         """The next ``batch_size`` prompts; a short tail is dropped and a new episode starts."""
         if len(self.samples) < self.batch_size:
-            raise ValueError(
+            raise ConfigError(
                 f"the dataset has {len(self.samples)} prompts, fewer than train.rollout_batch_size={self.batch_size}"
             )
         if self.index + self.batch_size > len(self.samples):

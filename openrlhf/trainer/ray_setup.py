@@ -63,3 +63,31 @@ def init_ray(num_cpus: int | None = None) -> bool:
     if session_dir:
         mark_session(session_dir)
     return True
+
+
+def open_cluster(cfg, *, worker_mode: str | None = None):
+    """Join the cluster the run's workers will use (or decide there is none) and resolve the run's layout once.
+
+    RAY_ADDRESS set (``ray job submit``), or Ray already running in this process: join it first, so the
+    backend is chosen from that cluster's GPUs, not the driver's. Otherwise the layout is resolved for this
+    machine and a local Ray is started only when it says ``ray`` (it then has this machine's GPUs).
+    ``worker_mode`` overrides ``train.worker_mode`` (the SFT runner always uses Ray actors).
+    Returns (layout, whether this call started Ray).
+    """
+    import sys
+
+    from openrlhf.plan.layout import resolve_layout
+    from openrlhf.rollout.vllm_engine import vllm_available
+    from openrlhf.workers.distributed import cluster_gpu_count
+
+    if worker_mode is not None and worker_mode != cfg.train.worker_mode:
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"worker_mode": worker_mode})})
+    ray = sys.modules.get("ray")
+    joins = bool(os.environ.get("RAY_ADDRESS")) or (ray is not None and ray.is_initialized())
+    if joins:
+        init_ray()
+    layout = resolve_layout(cfg, cluster_gpus=cluster_gpu_count(), has_vllm=vllm_available(), joins_cluster=joins)
+    started = False
+    if layout.worker_mode == "ray" and not joins:
+        started = init_ray(num_cpus=layout.required_cpus)
+    return layout, started

@@ -24,7 +24,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from openrlhf.config import RewardConfig
+from openrlhf.config import ConfigError, RewardConfig
+from openrlhf.utils.errors import UserError
 
 _T = TypeVar("_T")
 
@@ -293,10 +294,10 @@ class RemoteRewardClient:
     ) -> None:
         urls = [urls] if isinstance(urls, str) else list(urls)
         if not urls:
-            raise ValueError("RemoteRewardClient needs at least one reward server URL (reward.remote_url)")
+            raise ConfigError("RemoteRewardClient needs at least one reward server URL (reward.remote_url)")
         for url in urls:
             if not url.startswith(("http://", "https://")):
-                raise ValueError(f"reward.remote_url: {url!r} is not an http(s):// URL")
+                raise ConfigError(f"reward.remote_url: {url!r} is not an http(s):// URL")
         if timeout <= 0 or retries < 0 or backoff < 0 or concurrency < 1 or batch_size < 1:
             raise ValueError(
                 f"RemoteRewardClient: bad settings timeout={timeout} retries={retries} backoff={backoff} "
@@ -320,7 +321,7 @@ class RemoteRewardClient:
         if reward_cfg.token_env:
             token = os.environ.get(reward_cfg.token_env)
             if not token:
-                raise ValueError(f"reward.token_env: environment variable {reward_cfg.token_env!r} is not set or empty")
+                raise UserError(f"reward.token_env: environment variable {reward_cfg.token_env!r} is not set or empty")
         return cls(
             list(urls) if urls is not None else reward_cfg.remote_url,
             timeout=reward_cfg.timeout,
@@ -523,21 +524,21 @@ def create_reward_source(reward_cfg: RewardConfig, urls: Sequence[str] | None = 
     if not reward_func and len(remote_url) == 1 and is_reward_func_path(remote_url[0]):
         reward_func, remote_url = remote_url[0], []  # OpenRLHF's --reward.remote_url my_reward.py
     if any(is_reward_func_path(url) for url in remote_url):
-        raise ValueError(
+        raise ConfigError(
             f"reward.remote_url: {remote_url} mixes a reward function file with reward servers: "
             "give one .py file, or http(s) URLs"
         )
     if reward_func:
         if remote_url or urls:
-            raise ValueError("reward.reward_func and reward servers are exclusive: set one")
+            raise ConfigError("reward.reward_func and reward servers are exclusive: set one")
         return FileRewardFunction(reward_func)
     if remote_url and urls:
-        raise ValueError(
+        raise ConfigError(
             "reward.remote_url is set and a local reward server was launched (reward.launch_local_server): set one"
         )
     chosen = list(urls or remote_url)
     if not chosen:
-        raise ValueError(
+        raise ConfigError(
             "no reward source: set reward.remote_url, reward.reward_func, or reward.launch_local_server: true"
         )
     return RemoteRewardClient.from_config(reward_cfg, urls=chosen)

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from openrlhf.config import Config
+from openrlhf.data.errors import RowUnusable
 from openrlhf.rollout.base import GenerationOutput
-from openrlhf.trainer.experience_maker import PromptEncoder, Rollout, build_experience
+from openrlhf.rollout.prompt_encoder import PromptEncoder
+from openrlhf.trainer.experience_maker import Rollout, build_experience
 
 
 def _target_text(sample) -> str:
@@ -23,7 +25,7 @@ def _target_text(sample) -> str:
         return sample.response
     if isinstance(sample.label, str) and sample.label:
         return sample.label
-    raise ValueError(f"{sample.where}: no response or text label to fine-tune on")
+    raise RowUnusable(f"{sample.where}: no response or text label to fine-tune on")
 
 
 def run_sft(cfg: Config) -> dict[str, Any]:
@@ -34,9 +36,8 @@ def run_sft(cfg: Config) -> dict[str, Any]:
     from openrlhf.data import load_samples
     from openrlhf.trainer.metrics import write_summary
     from openrlhf.trainer.preflight import absolutize_model_paths
-    from openrlhf.trainer.ray_setup import init_ray, worker_env
-    from openrlhf.workers.placement import WorkerGroup, bundle_spec, create_placement_group, ranks_per_node
-    from openrlhf.workers.policy_worker import PolicyWorker
+    from openrlhf.trainer.ray_setup import open_cluster
+    from openrlhf.trainer.run_resources import start_policy_group
 
     cfg = cfg.model_copy(deep=True)
     absolutize_model_paths(cfg)
@@ -51,48 +52,41 @@ def run_sft(cfg: Config) -> dict[str, Any]:
         encoded.append((prompt, GenerationOutput(prompt.request.prompt_token_ids, target, "", [], "stop")))
 
     out_dir = Path(cfg.sft.output_dir or Path(cfg.train.output_dir) / "sft_model")
-    world = cfg.actor.num_nodes * cfg.actor.num_gpus_per_node
+    layout, started = open_cluster(cfg, worker_mode="ray")
+    world = layout.policy_ranks
     batch = max(world, cfg.sft.batch_size - cfg.sft.batch_size % world)
     steps_per_epoch = max(1, len(encoded) // batch)
     total = steps_per_epoch * cfg.sft.epochs
-    started = init_ray()
-    spec = bundle_spec(cfg)
-    pg = create_placement_group(world, spec, name="sft")
-    group = WorkerGroup(
-        PolicyWorker,
-        world,
-        pg,
-        ranks_per_node=ranks_per_node(world, cfg.actor.num_gpus_per_node),
-        spec=spec,
-        env_vars=worker_env(),
-        name="sft",
-        init_kwargs={
-            "cfg_dict": cfg.model_dump(mode="json"),
-            "total_optimizer_steps": total,
-            "learning_rate": cfg.sft.learning_rate,
-        },
-    )
+    init_kwargs = {
+        "cfg_dict": cfg.model_dump(mode="json"),
+        "total_optimizer_steps": total,
+        "learning_rate": cfg.sft.learning_rate,
+    }
+    group, pg = start_policy_group(cfg, layout, name="sft", init_kwargs=init_kwargs)
     rng = random.Random(cfg.train.seed)
     losses: list[float] = []
     t0 = time.perf_counter()
-    bar = tqdm(total=total, desc="sft", disable=not cfg.logger.progress_bar)
-    for _epoch in range(cfg.sft.epochs):
-        order = list(range(len(encoded)))
-        rng.shuffle(order)
-        for step in range(steps_per_epoch):
-            chunk = [encoded[i] for i in order[step * batch : (step + 1) * batch]]
-            rollout = Rollout([p for p, _ in chunk], [o for _, o in chunk], 1)
-            exp = build_experience(rollout, tok.pad_token_id)
-            results = group.call_per_rank("sft_step", [(s,) for s in exp.shard(world)])
-            losses.append(sum(r["sft/loss"] for r in results))
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    bar.close()
-    group.call("export_hf", str(out_dir))
-    group.shutdown()
-    ray.util.remove_placement_group(pg)
-    if started:
-        ray.shutdown()
+    try:
+        bar = tqdm(total=total, desc="sft", disable=not cfg.logger.progress_bar)
+        for _epoch in range(cfg.sft.epochs):
+            order = list(range(len(encoded)))
+            rng.shuffle(order)
+            for step in range(steps_per_epoch):
+                chunk = [encoded[i] for i in order[step * batch : (step + 1) * batch]]
+                rollout = Rollout([p for p, _ in chunk], [o for _, o in chunk], 1)
+                exp = build_experience(rollout, tok.pad_token_id)
+                results = group.call_per_rank("sft_step", [(s,) for s in exp.shard(world)])
+                losses.append(sum(r["sft/loss"] for r in results))
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        bar.close()
+        group.call("export_hf", str(out_dir))
+    finally:  # the workers go also when a step fails, so a cluster that outlives this run gets them back
+        group.shutdown()
+        if pg is not None:
+            ray.util.remove_placement_group(pg)
+        if started:
+            ray.shutdown()
     summary = {
         "sft_steps": total,
         "sft_loss_first": losses[0] if losses else math.nan,

@@ -23,7 +23,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from openrlhf.rollout.base import GenerationOutput, SamplingParams
-from openrlhf.trainer.experience_maker import EncodedPrompt, PromptEncoder, Rollout, generate_pieces, score_groups
+from openrlhf.rollout.prompt_encoder import EncodedPrompt, PromptEncoder
+from openrlhf.trainer.experience_maker import Rollout, generate_pieces, score_groups
 from openrlhf.trainer.reward_client import RewardResult, merge_results
 
 

@@ -1,6 +1,6 @@
 """Policy -> rollout engines after each training step, and the hybrid engine's sleep/wake around it.
 
-Four ways the new weights travel (``rollout.weight_sync``, resolved by :func:`resolve_weight_sync`):
+Four ways the new weights travel (``rollout.weight_sync``, resolved once in the run's layout: openrlhf/plan/layout.py):
 
 - ``in_process``: colocated HF engines are the policy ranks themselves (``PolicyWorker.generate``): they
   generate with the weights they train, so nothing travels (the hybrid engine on one device, as TRL runs).
@@ -25,45 +25,21 @@ from __future__ import annotations
 from typing import Any
 
 from openrlhf.config import Config
+from openrlhf.plan.layout import RunLayout
 from openrlhf.rollout.ipc_weights import DEFAULT_BUCKET_BYTES
-
-
-def resolve_weight_sync(cfg: Config, backend: str) -> str:
-    """``rollout.weight_sync`` -> ipc | broadcast | object_store, refusing combinations that cannot work.
-
-    auto: colocated (``train.colocate_all``), in_process for HF engines under ZeRO-0..2 and ipc otherwise;
-    else broadcast for vLLM, object store for HF engines.
-    """
-    mode = cfg.rollout.weight_sync
-    colocated = cfg.train.colocate_all
-    if mode == "auto":
-        if colocated and backend == "hf" and cfg.ds.zero_stage < 3:
-            return "in_process"
-        if colocated:
-            return "ipc"
-        return "broadcast" if backend == "vllm" else "object_store"
-    # ipc / in_process without colocate_all are refused when the config loads (Config._check_cross_fields).
-    if mode == "in_process" and backend != "hf":
-        raise ValueError("rollout.weight_sync=in_process needs HF engines; the resolved backend is vLLM (GPUs)")
-    if mode == "broadcast" and colocated and backend == "vllm":
-        raise ValueError(
-            "rollout.weight_sync=broadcast with train.colocate_all and vLLM: policy rank 0 and engine 0 share a GPU "
-            "and NCCL refuses two ranks on one device; use rollout.weight_sync=ipc (or auto)"
-        )
-    return mode
 
 
 class WeightPusher:
     """Moves the policy's weights to the engines and sleeps/wakes colocated roles around training."""
 
     def __init__(
-        self, cfg: Config, policy, engines: list, backend: str, *, bucket_bytes: int = DEFAULT_BUCKET_BYTES
+        self, cfg: Config, policy, engines: list, layout: RunLayout, *, bucket_bytes: int = DEFAULT_BUCKET_BYTES
     ) -> None:
         self.cfg = cfg
         self.policy = policy
         self.engines = engines
-        self.backend = backend
-        self.mode = resolve_weight_sync(cfg, backend)
+        self.backend = layout.backend
+        self.mode = layout.weight_sync
         self.bucket_bytes = bucket_bytes
         colocated = cfg.train.colocate_all and self.mode != "in_process"  # in process: one model, no dance
         self.engines_sleep = colocated and cfg.vllm.enable_sleep
@@ -74,7 +50,7 @@ class WeightPusher:
     # ------------------------------------------------------------------ sleep / wake
 
     def _engines_call(self, method: str, *args) -> list:
-        from openrlhf.workers.in_driver import wait_for
+        from openrlhf.utils.actor_calls import wait_for
 
         return wait_for([getattr(e, method).remote(*args) for e in self.engines])
 

@@ -7,9 +7,9 @@ by length and taken greedily while a micro-batch's cost stays within the budget;
 the budget goes alone. Either way every micro-batch is trimmed to its own rows' width (the columns where no
 row has a token are dropped), so a batch of short answers does not pay for the longest answer of the step.
 
-The gradient is unchanged by any of this: micro-batch losses are scaled by their share of the global
-mini-batch (``policy_worker.loss_scale_for_micro_batch``) and accumulated, and a sum does not depend on
-how its terms are grouped.
+The gradient is unchanged by any of this: each micro-batch loss is its share of the global mini-batch's
+loss (normalised by the global token and sequence counts, openrlhf/algorithms/aggregation.py) and the
+shares are accumulated, and a sum does not depend on how its terms are grouped.
 """
 
 from __future__ import annotations

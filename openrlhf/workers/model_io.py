@@ -25,8 +25,10 @@ def _dtype_for(cfg: Config) -> str:
 def load_for_deepspeed(cfg: Config, model_path: str, ds_config: dict[str, Any]):
     """Load an HF model so that DeepSpeed can wrap it; under ZeRO-3 weights are sharded as they load.
 
-    ENVIRONMENT.md: create HfDeepSpeedConfig before from_pretrained (deepspeed.zero.Init around it fails
-    here), and import torch._dynamo first to avoid a signature-mismatch error.
+    With the DeepSpeed and transformers versions this project installs, HfDeepSpeedConfig has to exist before
+    from_pretrained (transformers then partitions the weights as they load; a deepspeed.zero.Init context around
+    from_pretrained fails), and torch._dynamo has to be imported first, or loading fails with a
+    signature-mismatch error.
     """
     from openrlhf.models.loading import load_model
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from openrlhf.config import Config
+from openrlhf.plan.layout import RunLayout
 
 
 class PlacementError(RuntimeError):
@@ -30,11 +30,9 @@ class BundleSpec:
         return bundle
 
 
-def bundle_spec(cfg: Config) -> BundleSpec:
-    """One GPU per bundle when the Ray cluster has GPUs (asked of the cluster, not of the driver's node)."""
-    from openrlhf.workers.distributed import cluster_gpu_count
-
-    return BundleSpec(cpus=cfg.train.cpus_per_worker, gpus=1.0 if cluster_gpu_count() > 0 else 0.0)
+def bundle_spec(layout: RunLayout) -> BundleSpec:
+    """One GPU per bundle when the cluster has GPUs (the layout counted the cluster's, not the driver's node's)."""
+    return BundleSpec(cpus=layout.cpus_per_bundle, gpus=layout.gpus_per_bundle)
 
 
 def create_placement_group(num_bundles: int, spec: BundleSpec, *, name: str, timeout_s: float = 120.0):
@@ -117,9 +115,9 @@ class WorkerGroup:
 
     @classmethod
     def in_driver(cls, worker_cls: type, *, init_kwargs: dict[str, Any], name: str = "worker") -> WorkerGroup:
-        """One rank built in this process (openrlhf/workers/in_driver.py), called as the actors are."""
+        """One rank built in this process (openrlhf/utils/actor_calls.py), called as the actors are."""
+        from openrlhf.utils.actor_calls import InDriverHandle
         from openrlhf.workers.distributed import free_port
-        from openrlhf.workers.in_driver import InDriverHandle
 
         group = cls.__new__(cls)
         group.name = name
@@ -134,12 +132,12 @@ class WorkerGroup:
 
     def call(self, method: str, *args, **kwargs) -> list:
         """Call ``method`` with the same arguments on every rank; wait for all results."""
-        from openrlhf.workers.in_driver import wait_for
+        from openrlhf.utils.actor_calls import wait_for
 
         return wait_for([getattr(h, method).remote(*args, **kwargs) for h in self.handles])
 
     def call_per_rank(self, method: str, per_rank_args: list[tuple], **kwargs) -> list:
-        from openrlhf.workers.in_driver import wait_for
+        from openrlhf.utils.actor_calls import wait_for
 
         if len(per_rank_args) != len(self.handles):
             raise ValueError(f"{self.name}: {len(per_rank_args)} argument sets for {len(self.handles)} workers")
@@ -148,7 +146,7 @@ class WorkerGroup:
         )
 
     def shutdown(self) -> None:
-        from openrlhf.workers.in_driver import is_in_driver
+        from openrlhf.utils.actor_calls import is_in_driver
 
         for handle in self.handles:
             if is_in_driver(handle):

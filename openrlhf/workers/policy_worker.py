@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from openrlhf.config import Config
-from openrlhf.workers.distributed import init_process_group, set_num_threads
+from openrlhf.utils.threads import set_num_threads
+from openrlhf.workers.distributed import init_process_group
 from openrlhf.workers.ds_config import train_ds_config
 from openrlhf.workers.experience import Experience
 from openrlhf.workers.micro_batching import plan_micro_batches
@@ -135,11 +136,10 @@ class PolicyWorker:
     def train_on_experience(self, exp: Experience, *, kl_coef: float = 0.0, inject_nonfinite: bool = False) -> dict:
         """Epochs over this rank's shard: per optimizer mini-batch, accumulate micro-batch grads, then step.
 
-        Each micro-batch loss is scaled so that the accumulated gradient equals the gradient of the
-        aggregated loss over the whole global mini-batch (see ``loss_scale_for_micro_batch``).
+        Each micro-batch loss is its share of the aggregated loss over the whole global mini-batch (the global
+        token and sequence counts go to the aggregation), so the accumulated gradient is that loss's gradient.
         """
         from openrlhf.algorithms import compute_policy_loss
-        from openrlhf.algorithms.policy_loss import loss_agg_mode_of
 
         self.wake_up()
         self.engine.train()
@@ -190,11 +190,12 @@ class PolicyWorker:
                         entropy=entropy,
                         kl_coef=kl_coef,
                         global_token_count=global_tokens,
+                        global_seq_count=global_mini_rows,
                         max_response_len=cfg.rollout.max_new_tokens,  # Dr.GRPO's constant normaliser
                     )
-                    loss = loss * loss_scale_for_micro_batch(
-                        loss_agg_mode_of(cfg.algo), mb.batch_size, global_mini_rows, self.world_size
-                    )
+                    # the shares sum to the global loss over micro-batches and ranks, and DeepSpeed averages the
+                    # W ranks' gradients (we accumulate without its 1/GAS): W undoes that average
+                    loss = loss * self.world_size
                     if inject_nonfinite:
                         loss = loss * float("nan")
                     if not torch.isfinite(loss):
@@ -421,15 +422,3 @@ def make_optimizer(cfg: Config, params: list, lr: float) -> torch.optim.Optimize
 
         return FusedAdam(params, adam_w_mode=True, **kwargs)
     return torch.optim.AdamW(params, **kwargs)
-
-
-def loss_scale_for_micro_batch(loss_agg_mode: str, micro_rows: int, global_rows: int, world_size: int) -> float:
-    """Factor making accumulated micro-batch gradients equal the gradient of the global mini-batch loss.
-
-    DeepSpeed averages gradients over the W data-parallel ranks (a factor 1/W), and we accumulate without
-    its 1/GAS scaling. token-mean uses the global token count G inside the loss (sum/G), so its factor is W.
-    The seq-mean modes average over sequences: a micro-batch of m rows out of M global rows gets m/M * W.
-    """
-    if loss_agg_mode == "token-mean":
-        return float(world_size)
-    return micro_rows / global_rows * world_size

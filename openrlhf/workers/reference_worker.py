@@ -11,7 +11,8 @@ from typing import Any
 import torch
 
 from openrlhf.config import Config
-from openrlhf.workers.distributed import init_process_group, set_num_threads
+from openrlhf.utils.threads import set_num_threads
+from openrlhf.workers.distributed import init_process_group
 from openrlhf.workers.ds_config import eval_ds_config
 from openrlhf.workers.experience import Experience
 from openrlhf.workers.model_io import load_for_deepspeed, score_experience

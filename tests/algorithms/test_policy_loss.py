@@ -109,11 +109,8 @@ def test_global_token_count_scales_the_loss_not_the_metrics():
 
 def test_errors_name_the_field():
     args = (leaf_log_probs(), torch.zeros(1, 4), ADVANTAGES, MASK)
-    with pytest.raises(ValueError, match=r"algo.clip.dual_clip=0.5"):
-        # The config tree rejects this at load time; the function still guards configs built without validation.
-        compute_policy_loss(
-            *args, AlgoConfig(clip=ClipConfig.model_construct(eps_low=0.2, eps_high=0.28, dual_clip=0.5))
-        )
+    with pytest.raises(ValueError, match=r"dual_clip"):
+        ClipConfig(eps_low=0.2, eps_high=0.28, dual_clip=0.5)  # the config validates it; the loss does not repeat it
     with pytest.raises(ValueError, match=r"algo.kl.use_kl_loss=False"):
         compute_policy_loss(*args, AlgoConfig(), kl_coef=0.1)
     with pytest.raises(ValueError, match=r"needs ref_log_probs"):
@@ -122,11 +119,8 @@ def test_errors_name_the_field():
         compute_policy_loss(*args, AlgoConfig(entropy_coef=0.1))
     with pytest.raises(ValueError, match=r"old_log_probs has shape \(1, 3\)"):
         compute_policy_loss(leaf_log_probs(), torch.zeros(1, 3), ADVANTAGES, MASK, AlgoConfig())
-    bad_pre_clip = AlgoConfig.model_construct(
-        pre_clip=PreClipConfig.model_construct(enable=True, log_ratio_min=1.0, log_ratio_max=-1.0)
-    )
-    with pytest.raises(ValueError, match=r"algo.pre_clip.log_ratio_min=1.0 must be <"):
-        compute_policy_loss(*args, bad_pre_clip)
+    with pytest.raises(ValueError, match=r"log_ratio_min"):
+        PreClipConfig(enable=True, log_ratio_min=1.0, log_ratio_max=-1.0)
     with pytest.raises(ValueError, match=r"algo.loss_agg_mode='nope'"):
         aggregate_loss(torch.zeros(1, 4), MASK, "nope")
 
@@ -186,6 +180,28 @@ def test_pre_clip_changes_nothing_inside_its_band():
     plain, _ = compute_policy_loss(log_probs, old, adv, mask, AlgoConfig())
     stable, _ = compute_policy_loss(log_probs, old, adv, mask, AlgoConfig(pre_clip=PreClipConfig(enable=True)))
     assert plain.item() == stable.item()
+
+
+@pytest.mark.parametrize("loss_type", ["ppo", "gspo"])
+def test_pre_clip_frac_counts_the_tokens_pre_clip_clamped(loss_type):
+    """pre_clip_frac is the fraction of tokens whose log-ratio Pre-CLIP clamped, for the ratio the loss uses:
+    with GSPO too (its sequence ratio is not compared with each token's raw ratio)."""
+    cfg = AlgoConfig(policy_loss_type=loss_type, pre_clip=PreClipConfig(enable=True))
+    log_probs, old, advantages, mask = spiked_batch()
+    n_tokens = int(mask.sum())
+    _, metrics = compute_policy_loss(log_probs, old, advantages, mask, cfg)
+    assert metrics["pre_clip_frac"] == pytest.approx(4 / n_tokens)  # the four spiked tokens
+    gen = torch.Generator().manual_seed(2)
+    in_band = old + 0.3 * torch.randn(old.shape, generator=gen)
+    _, metrics = compute_policy_loss(in_band, old, advantages, mask, cfg)
+    assert metrics["pre_clip_frac"] == 0.0
+    # with the importance correction on, GSPO's ratio is taken against the sampler: a token 50 nats off the
+    # sampler (and not off pi_old) is the one clamped for GSPO; for PPO it is only a weight, nothing is clamped
+    sampler = old.clone()
+    sampler[2, 1] -= 50.0
+    tis_cfg = cfg.model_copy(update={"clip": ClipConfig(tis_cap=2.0)})
+    _, metrics = compute_policy_loss(in_band, old, advantages, mask, tis_cfg, sampler_log_probs=sampler)
+    assert metrics["pre_clip_frac"] == pytest.approx(1 / n_tokens if loss_type == "gspo" else 0.0)
 
 
 # ----------------------------------------------------------------------------- invariants
@@ -259,3 +275,19 @@ def test_mask_excludes_padding(batch, cfg, junk):
     torch.testing.assert_close(loss_a, loss_b)
     torch.testing.assert_close(grad_a, grad_b)
     assert torch.all(grad_b[~mask] == 0)
+
+
+def test_the_policys_kl_metric_is_the_drivers_kl_mean_on_ragged_responses():
+    """One KL metric: the policy's ``kl`` (on-policy steps log it as kl/mean and feed the adaptive controller) is
+    the per-sequence mean the driver computes for the reward penalty, not a token mean, which weights long
+    responses more (a 1-token response with KL 1.0 and a 3-token one with KL 0: 0.5 per sequence, 0.25 per token)."""
+    from openrlhf.algorithms import kl_metric, kl_penalty_per_token
+
+    mask = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    log_probs = torch.zeros(2, 3, requires_grad=True)
+    ref = torch.tensor([[-1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])  # k1 = log pi - log pi_ref = 1 on the first token
+    cfg = AlgoConfig(kl=KLConfig(use_kl_loss=True, estimator="k1"))
+    _, metrics = compute_policy_loss(log_probs, torch.zeros(2, 3), torch.ones(2, 3), mask, cfg, ref_log_probs=ref)
+    drivers = float(kl_metric(kl_penalty_per_token(log_probs.detach(), ref, mask, cfg.kl), mask))
+    assert drivers == pytest.approx(0.5)
+    assert metrics["kl"] == pytest.approx(drivers)

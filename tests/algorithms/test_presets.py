@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from openrlhf.algorithms import preset_overrides, resolve_algo_preset
-from openrlhf.config import AlgoConfig, build_config, parse_overrides
+from openrlhf.config import AlgoConfig
+from openrlhf.config_loading import build_config, parse_overrides
 
 
 def from_cli(*argv: str) -> AlgoConfig:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from openrlhf.config import Config, ConfigError, dump_config, load_config, parse_overrides
+from openrlhf.config import Config, ConfigError, dump_config
+from openrlhf.config_loading import load_config, parse_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from openrlhf.config import Config, load_config
+from openrlhf.config import Config
+from openrlhf.config_loading import load_config
 from openrlhf.plan import (
     ClusterSpec,
     PlanError,

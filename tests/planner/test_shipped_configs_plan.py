@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from openrlhf.cli.train import main as train_main
-from openrlhf.config import load_config
+from openrlhf.config_loading import load_config
 from openrlhf.plan import make_plan, model_from_size, parse_cluster_spec, parse_model_size
 
 REPO = Path(__file__).resolve().parents[2]

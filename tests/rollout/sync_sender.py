@@ -10,11 +10,10 @@ from openrlhf.models.loading import load_model
 from openrlhf.rollout.weight_sync import (
     broadcast_named_tensors,
     create_sync_group_sender,
-    find_free_port,
-    local_ip,
     pack_state_dict,
     weight_meta,
 )
+from openrlhf.workers.distributed import free_port, node_ip
 
 
 class PolicyRankZero:
@@ -26,7 +25,7 @@ class PolicyRankZero:
         self.group = None
 
     def sync_address(self) -> tuple[str, int]:
-        return local_ip(), find_free_port()
+        return node_ip(), free_port("")
 
     def meta(self):
         return weight_meta(self.model.named_parameters())

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from openrlhf.config import build_config
+from openrlhf.config import ConfigError
+from openrlhf.config_loading import build_config
+from openrlhf.plan.layout import resolve_backend, resolve_layout
 from openrlhf.rollout.base import SamplingParams
-from openrlhf.rollout.factory import create_rollout_engines, engine_bundles, max_model_len, resolve_backend
-from openrlhf.rollout.vllm_engine import vllm_available
+from openrlhf.rollout.factory import create_rollout_engines, engine_bundles, max_model_len
 
 from .helpers import PROMPTS, chat_request, teacher_forced_logprobs
 
@@ -18,15 +19,18 @@ def config(**sections):
 
 
 def test_backend_choice():
-    assert resolve_backend(config(rollout={"backend": "hf"})) == "hf"
-    gpu_and_vllm = torch.cuda.is_available() and vllm_available()
-    assert resolve_backend(config(rollout={"backend": "auto"})) == ("vllm" if gpu_and_vllm else "hf")
+    assert resolve_backend(config(rollout={"backend": "hf"}), 8, True) == "hf"
+    auto = config(rollout={"backend": "auto"})
+    assert resolve_backend(auto, 8, True) == "vllm"
+    assert resolve_backend(auto, 0, True) == resolve_backend(auto, 8, False) == "hf"
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_vllm_backend_without_a_gpu_is_refused():
-    with pytest.raises(RuntimeError, match="needs CUDA GPUs and the cluster has none.*rollout.backend=hf"):
-        resolve_backend(config(rollout={"backend": "vllm"}))
+def test_vllm_backend_without_a_gpu_or_without_vllm_is_refused():
+    vllm = config(rollout={"backend": "vllm"})
+    with pytest.raises(ConfigError, match="needs CUDA GPUs and the cluster has none.*rollout.backend=hf"):
+        resolve_backend(vllm, 0, True)
+    with pytest.raises(ConfigError, match="vllm package is not installed"):
+        resolve_backend(vllm, 8, False)
 
 
 def test_bundles_per_engine():
@@ -40,15 +44,16 @@ def test_bundles_per_engine():
 
 def test_engine_needs_a_checkpoint():
     with pytest.raises(ValueError, match="actor.model_name_or_path is empty"):
-        create_rollout_engines(config(rollout={"backend": "hf"}))
+        cfg = config(rollout={"backend": "hf"})
+        create_rollout_engines(cfg, resolve_layout(cfg, cluster_gpus=0, has_vllm=False, joins_cluster=True))
 
 
 def test_engines_in_a_cpu_placement_group_share_the_prompts(ray_local, tiny_lm_path):
     import ray
+    from openrlhf_helpers import call_engines, generate_on_engines
     from ray.util.placement_group import placement_group, remove_placement_group
 
     from openrlhf.models.loading import load_model, load_tokenizer
-    from openrlhf.rollout.dispatch import call_engines, generate_on_engines
 
     cfg = config(
         actor={"model_name_or_path": str(tiny_lm_path)},
@@ -58,7 +63,8 @@ def test_engines_in_a_cpu_placement_group_share_the_prompts(ray_local, tiny_lm_p
     )
     pg = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="PACK")
     ray.get(pg.ready(), timeout=60)
-    engines = create_rollout_engines(cfg, placement_group=pg, bundle_indices=[1, 0])
+    layout = resolve_layout(cfg, cluster_gpus=0, has_vllm=False, joins_cluster=True)
+    engines = create_rollout_engines(cfg, layout, placement_group=pg, bundle_indices=[1, 0])
     try:
         infos = call_engines(engines, "model_info")
         assert [i["backend"] for i in infos] == ["hf", "hf"] and all(i["num_threads"] == 1 for i in infos)
@@ -85,43 +91,57 @@ def test_engines_in_a_cpu_placement_group_share_the_prompts(ray_local, tiny_lm_p
 
 def test_colocated_tensor_parallel_engines_get_tp_bundles_each():
     """Break 3: colocate_all passed num_engines bundle indices; a TP-2 engine needs two bundles of the policy's."""
-    from openrlhf.rollout.factory import engine_bundle_count
-
-    cfg = config(vllm={"num_engines": 2, "tensor_parallel_size": 2}, train={"colocate_all": True})
-    count = engine_bundle_count(cfg, "vllm")
+    cfg = config(
+        vllm={"num_engines": 2, "tensor_parallel_size": 2},
+        train={"colocate_all": True},
+        actor={"num_gpus_per_node": 4},
+        rollout={"backend": "auto"},
+    )
+    count = resolve_layout(cfg, cluster_gpus=4, has_vllm=True, joins_cluster=True).engine_bundles
     assert count == 4
     assert engine_bundles(2, 2, list(range(count))) == [[0, 1], [2, 3]]
-    assert engine_bundle_count(cfg, "hf") == 2  # an HF engine is one process on one bundle
+    hf = resolve_layout(cfg, cluster_gpus=0, has_vllm=True, joins_cluster=True)
+    assert hf.backend == "hf" and hf.engine_bundles == 2  # an HF engine is one process on one bundle
+    with pytest.raises(ConfigError, match="needs 4 bundles; the policy has 2"):
+        resolve_layout(
+            cfg.model_copy(update={"actor": cfg.actor.model_copy(update={"num_gpus_per_node": 2})}),
+            cluster_gpus=4,
+            has_vllm=True,
+            joins_cluster=True,
+        )
 
 
 _CLUSTER_PROBE = """
+import os
 import ray
-from openrlhf.config import build_config
-from openrlhf.rollout.factory import resolve_backend
+from ray.cluster_utils import Cluster
+import openrlhf.rollout.vllm_engine as vllm_engine
+from openrlhf.config_loading import build_config
+from openrlhf.trainer.ray_setup import open_cluster
 from openrlhf.workers.placement import bundle_spec
-ray.init(num_cpus=2, num_gpus=4, include_dashboard=False, logging_level="ERROR")
-cfg = build_config({})
-print("BUNDLE", bundle_spec(cfg).as_bundle())
-try:
-    resolve_backend(build_config({"rollout": {"backend": "vllm"}}))
-except Exception as exc:
-    print("VLLM", type(exc).__name__, exc)
+vllm_engine.vllm_available = lambda: True  # the GPU nodes have vLLM; this driver's node need not
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 4})
+os.environ["RAY_ADDRESS"] = cluster.address
+layout, started = open_cluster(build_config({"rollout": {"backend": "vllm"}}))
+print("LAYOUT", layout.backend, layout.weight_sync, layout.worker_mode, started)
+print("BUNDLE", bundle_spec(layout).as_bundle())
 ray.shutdown()
+cluster.shutdown()
 """
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="shows a GPU-less driver joining a cluster with GPUs")
-def test_driver_without_gpus_plans_from_the_clusters_gpus(tmp_path):
-    """Break 4: under `ray job submit` the driver runs on a head node without GPUs; the workers' nodes have them.
+def test_driver_without_gpus_resolves_the_layout_from_the_clusters_gpus(tmp_path):
+    """Under `ray job submit` the driver runs on a head node without GPUs; the workers' nodes have them.
 
-    A local Ray that declares 4 GPUs stands for that cluster: the bundles ask for GPUs, and rollout.backend=vllm
-    fails only because vLLM is not installed here, not for want of GPUs.
+    A Ray cluster whose head declares 4 GPUs, joined through RAY_ADDRESS, stands for that cluster: the layout is
+    resolved once, after joining, so rollout.backend=vllm is accepted and the bundles ask for GPUs (the driver
+    used to decide before joining, from its own devices, and refused vLLM for want of GPUs).
     """
     import subprocess
     import sys
 
     proc = subprocess.run([sys.executable, "-c", _CLUSTER_PROBE], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "LAYOUT vllm broadcast ray False" in proc.stdout, proc.stdout
     assert "BUNDLE {'CPU': 1.0, 'GPU': 1.0}" in proc.stdout
-    vllm_line = next(line for line in proc.stdout.splitlines() if line.startswith("VLLM"))
-    assert "needs CUDA GPUs" not in vllm_line and "vLLM 0.33.0" in vllm_line

@@ -7,11 +7,11 @@ import multiprocessing as mp
 import pytest
 import torch
 
-from openrlhf.config import build_config
+from openrlhf.config_loading import build_config
 from openrlhf.models.loading import load_model
+from openrlhf.plan.layout import resolve_weight_sync
 from openrlhf.rollout.ipc_weights import ALIGN_BYTES, IpcSender, open_ipc_weights, pick_payload, plan_buckets
 from openrlhf.rollout.weight_sync import load_named_tensors
-from openrlhf.trainer.weight_push import resolve_weight_sync
 
 
 def _child_loads(payload, model_dir, queue) -> None:

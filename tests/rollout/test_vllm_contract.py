@@ -31,14 +31,17 @@ from typing import Annotated
 
 import pytest
 import torch
+from openrlhf_helpers import find_free_port, generate
 from vllm_wheel import method_params, method_source, vllm_class_ast, vllm_source
 
-from openrlhf.config import ConfigError, build_config, load_config
+from openrlhf.config import ConfigError
 from openrlhf.config import ModelConfig as ActorConfig
+from openrlhf.config_loading import build_config, load_config
 from openrlhf.data.sample import Sample
 from openrlhf.models.loading import load_model
 from openrlhf.rollout.base import GenerationOutput, GenerationRequest, SamplingParams
 from openrlhf.rollout.ipc_weights import IpcSender
+from openrlhf.rollout.prompt_encoder import PromptEncoder
 from openrlhf.rollout.vllm_engine import (
     VLLM_WAKE_TAGS,
     VLLMRolloutEngine,
@@ -50,16 +53,9 @@ from openrlhf.rollout.vllm_engine import (
 )
 from openrlhf.rollout.vllm_worker import WeightSyncWorkerExtension, weight_record
 from openrlhf.rollout.weight_switch import WeightSwitch
-from openrlhf.rollout.weight_sync import (
-    broadcast_named_tensors,
-    create_sync_group_sender,
-    find_free_port,
-    pack_state_dict,
-    weight_meta,
-)
-from openrlhf.trainer import experience_maker
-from openrlhf.trainer.experience_maker import PromptEncoder, sampling_params
-from openrlhf.workers.in_driver import InDriverHandle
+from openrlhf.rollout.weight_sync import broadcast_named_tensors, create_sync_group_sender, pack_state_dict, weight_meta
+from openrlhf.trainer.experience_maker import sampling_params
+from openrlhf.utils.actor_calls import InDriverHandle
 
 from .helpers import CpuWorker, random_image, run_ranks
 
@@ -400,7 +396,9 @@ def test_sampling_kwargs_build_the_intended_real_sampling_params(vllm_api):
 
 
 def _cfg(**rollout):
-    return build_config({"rollout": rollout})
+    # one sample per prompt goes with a non-group estimator (the config refuses GRPO's group_norm with n = 1)
+    algo = {"advantage": {"estimator": "reinforce"}} if rollout.get("n_samples_per_prompt") == 1 else {}
+    return build_config({"rollout": rollout, "algo": algo})
 
 
 @pytest.mark.parametrize(
@@ -472,7 +470,7 @@ def test_prompt_seeds_are_distinct_over_engines_and_the_same_on_reruns(vllm_api,
     def step_seeds(step_seed: int) -> list[int]:
         engines = [InDriverHandle(SeedRecordingEngine(vllm_api)) for _ in range(3)]  # called as actors are
         params = SamplingParams(n=4, temperature=1.0, seed=step_seed)
-        outputs = experience_maker.generate(engines, prompts, params)
+        outputs = generate(engines, prompts, params)
         assert [o.prompt_token_ids for o in outputs] == [p.request.prompt_token_ids for p in prompts for _ in range(4)]
         return [int(o.text) for o in outputs]
 

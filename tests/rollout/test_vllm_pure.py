@@ -10,10 +10,11 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from openrlhf_helpers import distribute_requests, find_free_port
 
 from openrlhf.models.loading import load_model, load_tokenizer
 from openrlhf.rollout.base import GenerationRequest, SamplingParams
-from openrlhf.rollout.dispatch import derive_seed, distribute_requests, engine_params
+from openrlhf.rollout.dispatch import derive_seed, engine_params
 from openrlhf.rollout.ipc_weights import IpcSender
 from openrlhf.rollout.vllm_engine import (
     VLLMRolloutEngine,
@@ -26,12 +27,7 @@ from openrlhf.rollout.vllm_engine import (
     weight_record_buckets,
 )
 from openrlhf.rollout.vllm_worker import weight_record, worker_sync_rank
-from openrlhf.rollout.weight_sync import (
-    broadcast_named_tensors,
-    create_sync_group_sender,
-    find_free_port,
-    weight_meta,
-)
+from openrlhf.rollout.weight_sync import broadcast_named_tensors, create_sync_group_sender, weight_meta
 
 from .helpers import CpuWorker, chat_request, random_image, run_ranks
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from openrlhf_helpers import find_free_port
 
 from openrlhf.rollout.base import SamplingParams
 from openrlhf.rollout.weight_sync import (
@@ -11,7 +12,6 @@ from openrlhf.rollout.weight_sync import (
     create_sync_group,
     dtype_from_name,
     engine_sync_ranks,
-    find_free_port,
     load_named_tensors,
     pack_state_dict,
     receive_named_tensors,

@@ -48,7 +48,7 @@ def test_the_wheel_holds_every_config(tmp_path):
 
 def test_checkout_configs_is_the_package_folder():
     assert (REPO / "configs").resolve() == (REPO / "openrlhf" / "configs").resolve()
-    from openrlhf.cli.common import CONFIG_DIR, default_config_path
+    from openrlhf.config_loading import CONFIG_DIR, default_config_path
 
     assert CONFIG_DIR == (REPO / "openrlhf" / "configs").resolve()
     assert default_config_path("demo_text.yaml") == str(CONFIG_DIR / "demo_text.yaml")

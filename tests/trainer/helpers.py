@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from openrlhf.config import load_config
+from openrlhf.config_loading import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL_RECIPES = str(REPO / "tests" / "trainer_parts" / "small_recipes.yaml")
@@ -98,24 +98,26 @@ def hybrid_recording_trainer_class():
     """RLTrainer that records, before its workers go away, the weight path, both sides' sleep counters and
     (``probe_prompts`` > 0) the engines' greedy answers to the first held-out prompts."""
     import ray
+    from openrlhf_helpers import generate
 
     from openrlhf.trainer.driver import RLTrainer
-    from openrlhf.trainer.experience_maker import generate, sampling_params
+    from openrlhf.trainer.experience_maker import sampling_params
 
     class HybridRecordingTrainer(RLTrainer):
         probe_prompts = 0
 
         def _shutdown(self) -> None:
-            if getattr(self, "engines", None):
-                self.push_mode = self.pusher.describe()
-                self.engine_memory = ray.get([e.memory_state.remote() for e in self.engines])
-                self.policy_memory = self.policy.call("memory_state")
-                self.engine_pids = sorted(ray.get([e.pid.remote() for e in self.engines]))
-                self.policy_pids = sorted(self.policy.call("pid"))
+            res = self.res
+            if res is not None and res.engines:
+                self.push_mode = res.pusher.describe()
+                self.engine_memory = ray.get([e.memory_state.remote() for e in res.engines])
+                self.policy_memory = res.policy.call("memory_state")
+                self.engine_pids = sorted(ray.get([e.pid.remote() for e in res.engines]))
+                self.policy_pids = sorted(res.policy.call("pid"))
                 if self.probe_prompts:
                     _, heldout = self._load_data()
                     self.probe = [self.encoder.encode(s) for s in heldout[: self.probe_prompts]]
-                    outputs = generate(self.engines, self.probe, sampling_params(self.cfg, 0, greedy=True))
+                    outputs = generate(res.engines, self.probe, sampling_params(self.cfg, 0, greedy=True))
                     self.engine_greedy = [list(o.output_token_ids) for o in outputs]
             super()._shutdown()
 

@@ -9,8 +9,9 @@ import pytest
 
 from openrlhf.cli.train import main as train_main
 from openrlhf.trainer.checkpoint_io import COMPLETE_MARKER, list_checkpoints
-from openrlhf.trainer.driver import TrainingStopped
-from openrlhf.trainer.local_reward_server import LocalRewardServer, find_free_port
+from openrlhf.trainer.driver import FAULT_INJECTION_ENV, TrainingStopped
+from openrlhf.trainer.local_reward_server import LocalRewardServer
+from openrlhf.utils.loopback_server import find_free_port
 
 from .helpers import (
     SMALL_RECIPES,
@@ -27,7 +28,9 @@ MODES = {"sync": (), "async": ("--train.async_enable", "true", "--train.max_stal
 
 
 @pytest.mark.parametrize("mode", list(MODES))
-def test_nonfinite_updates_are_skipped_then_too_many_in_a_row_stop_the_run(ray_cluster, task, tmp_path, capsys, mode):
+def test_nonfinite_updates_are_skipped_then_too_many_in_a_row_stop_the_run(
+    ray_cluster, task, tmp_path, capsys, monkeypatch, mode
+):
     """Injected NaN at step 2 is skipped and the run goes on; NaN at 4 and 5 (K=2 in a row) stops it (exit 3)."""
     out = tmp_path / "run"
     args = small_run_args(
@@ -35,8 +38,6 @@ def test_nonfinite_updates_are_skipped_then_too_many_in_a_row_stop_the_run(ray_c
         out,
         *with_reward_func(task),
         *MODES[mode],
-        "--train.inject_nonfinite_at_steps",
-        "[2, 4, 5]",
         "--train.max_nonfinite_skips",
         "2",
         "--ckpt.interval",
@@ -45,6 +46,7 @@ def test_nonfinite_updates_are_skipped_then_too_many_in_a_row_stop_the_run(ray_c
         "10",
         steps=6,
     )
+    monkeypatch.setenv(FAULT_INJECTION_ENV, "nonfinite_at_steps=2,4,5")
     code = train_main(args)
     err = capsys.readouterr().err
     assert code == 3, err

@@ -14,7 +14,7 @@ import json
 
 import pytest
 
-from openrlhf.config import load_config
+from openrlhf.config_loading import load_config
 
 from .helpers import REPO, read_metrics
 
@@ -32,7 +32,7 @@ SHORT = {
 
 @pytest.mark.timeout(900)
 def test_reward_model_demo_pipeline_short(ray_cluster, tmp_path):
-    from openrlhf.trainer.demo import run_demo
+    from openrlhf.demos.pipeline import run_demo
 
     work = tmp_path / "demo_rm"
     argv = ["--demo.work_dir", str(work), "--train.output_dir", str(work / "out"), "--logger.progress_bar", "false"]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+from openrlhf_helpers import generate
+
 from openrlhf.models.loading import load_model
 from openrlhf.rollout.hf_engine import HFRolloutEngine
 from openrlhf.trainer.checkpoint_io import COMPLETE_MARKER
 from openrlhf.trainer.driver import RLTrainer
-from openrlhf.trainer.experience_maker import generate, sampling_params
+from openrlhf.trainer.experience_maker import sampling_params
 
 from .helpers import SMALL_RECIPES, config_from, read_metrics, run_training, small_run_args, with_reward_func
 
@@ -47,10 +49,10 @@ class RecordingTrainer(RLTrainer):
     probe_prompts = 4
 
     def _shutdown(self) -> None:
-        if getattr(self, "engines", None):
+        if self.res is not None and self.res.engines:
             _, heldout = self._load_data()
             self.probe = [self.encoder.encode(s) for s in heldout[: self.probe_prompts]]
-            outputs = generate(self.engines, self.probe, sampling_params(self.cfg, 0, greedy=True))
+            outputs = generate(self.res.engines, self.probe, sampling_params(self.cfg, 0, greedy=True))
             self.engine_greedy = [list(o.output_token_ids) for o in outputs]
         super()._shutdown()
 

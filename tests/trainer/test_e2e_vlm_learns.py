@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import pytest
 
-from openrlhf.config import load_config
+from openrlhf.config_loading import load_config
 
 from .helpers import REPO, read_metrics
 
 
 @pytest.mark.timeout(1800)  # about 7 minutes on an idle 2-core machine; the suite's default limit is 900 s
 def test_vlm_demo_pipeline_raises_heldout_colour_accuracy(ray_cluster, tmp_path):
-    from openrlhf.trainer.demo import run_demo
+    from openrlhf.demos.pipeline import run_demo
 
     work = tmp_path / "demo_vlm"
     overrides = ["--demo.work_dir", str(work), "--train.output_dir", str(work / "out")]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from openrlhf.config import load_config
+from openrlhf.config_loading import load_config
 from openrlhf.trainer.driver import RLTrainer
 
 from .helpers import REPO, config_from, hybrid_recording_trainer_class, read_metrics
@@ -165,8 +165,8 @@ def test_vlm_r1_rec_grpo_separate_reference_and_engines(ray_cluster, tiny_vlm_pa
     trainer.fit()
     rows = _assert_two_steps(out, ("format", "iou", "accuracy"))
     assert all("kl/mean" in r for r in rows)  # the reference workers ran
-    assert trainer.pusher.describe()["mode"] == "object_store"  # engines on their own bundles, HF backend
-    assert len(trainer.placement_groups) == 0  # released at the end (policy, reference, rollout groups)
+    assert trainer.res.pusher.describe()["mode"] == "object_store"  # engines on their own bundles, HF backend
+    assert len(trainer.res.placement_groups) == 0  # released at the end (policy, reference, rollout groups)
 
 
 def test_r1_reward_stable_reinforce_hybrid_engine_with_consistency_judge(
@@ -221,7 +221,7 @@ def test_omnirl_mixed_text_and_image_rows_with_generative_reward(ray_cluster, ti
     trainer = RLTrainer(cfg)
     trainer.fit()
     rows = _assert_two_steps(out, ("format", "bleu", "rouge", "meteor", "accuracy"))
-    assert all("kl/mean" not in r for r in rows) and trainer.reference is None
+    assert all("kl/mean" not in r for r in rows) and trainer.res.reference is None
 
 
 def test_r1v_counting_grpo_reference_colocated_with_policy(ray_cluster, tiny_vlm_path, tmp_path):

@@ -30,7 +30,7 @@ def experience():
 
 
 def run(model_dir: str, setting: str) -> dict:
-    from openrlhf.config import load_config
+    from openrlhf.config_loading import load_config
     from openrlhf.workers.distributed import free_port
     from openrlhf.workers.policy_worker import PolicyWorker
 

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from openrlhf.config import ConfigError, load_config
+from openrlhf.config import ConfigError
+from openrlhf.config_loading import load_config
 from openrlhf.rollout.base import GenerationOutput
 from openrlhf.trainer.evaluation import BestModel, eval_metric_name, eval_metrics, eval_sampling_params
 from openrlhf.trainer.experience_maker import Rollout
@@ -65,7 +66,7 @@ def test_sampling_params_follow_the_eval_section():
 )
 def test_best_metric_key_names(key, name):
     assert eval_metric_name(key) == name
-    cfg, _ = load_config(["--ckpt.best_metric_key", key])
+    cfg, _ = load_config(["--ckpt.best_metric_key", key, "--data.eval_paths", "[heldout.jsonl]"])
     assert cfg.ckpt.best_metric_key == key
 
 

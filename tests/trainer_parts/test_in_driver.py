@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from openrlhf.config import load_config
-from openrlhf.workers.in_driver import InDriverHandle, resolve_worker_mode, wait_for
+from openrlhf.config_loading import load_config
+from openrlhf.plan.layout import resolve_worker_mode
+from openrlhf.utils.actor_calls import InDriverHandle, wait_for
 
 
 class Counter:
@@ -58,10 +59,9 @@ def _cfg(*args: str):
 HYBRID_ONE_RANK = ("--train.colocate_all", "true", "--actor.num_gpus_per_node", "1")
 
 
-def test_auto_keeps_ray_for_a_cluster_several_ranks_or_separate_engines(monkeypatch):
-    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
-    assert resolve_worker_mode(_cfg(*HYBRID_ONE_RANK), "in_process") == "ray"  # ray job submit
-    monkeypatch.delenv("RAY_ADDRESS")
+def test_auto_keeps_ray_for_a_cluster_several_ranks_or_separate_engines():
+    assert resolve_worker_mode(_cfg(*HYBRID_ONE_RANK), "in_process", joins_cluster=True) == "ray"  # ray job submit
+    assert resolve_worker_mode(_cfg(*HYBRID_ONE_RANK), "in_process") == "in_driver"
     assert (
         resolve_worker_mode(_cfg("--train.colocate_all", "true", "--actor.num_gpus_per_node", "2"), "in_process")
         == "ray"

@@ -10,14 +10,9 @@ import time
 from pathlib import Path
 
 import psutil
+from openrlhf_helpers import wait_for_session_processes
 
-from openrlhf.trainer.local_cluster import (
-    ENDED_MARKER,
-    MARKER,
-    end_leftovers_of_dead_runs,
-    session_processes,
-    wait_for_session_processes,
-)
+from openrlhf.trainer.local_cluster import ENDED_MARKER, MARKER, end_leftovers_of_dead_runs, session_processes
 
 DRIVER = """
 import os, sys, time

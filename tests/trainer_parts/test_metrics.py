@@ -9,10 +9,11 @@ import sys
 import numpy as np
 import pytest
 import torch
+from openrlhf_helpers import summarize_metrics
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from openrlhf.config import LoggerConfig
-from openrlhf.trainer.metrics import MetricsLogger, read_metrics, summarize_metrics, write_summary
+from openrlhf.trainer.metrics import MetricsLogger, read_metrics, write_summary
 
 
 def test_jsonl_lines_are_flushed_json_safe_and_typed(tmp_path):

@@ -14,7 +14,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from openrlhf.config import ConfigError, RewardConfig, load_config
+from openrlhf.config import ConfigError, RewardConfig
+from openrlhf.config_loading import load_config
 from openrlhf.trainer.local_reward_server import open_reward_source
 from openrlhf.trainer.reward_client import (
     FileRewardFunction,

@@ -10,17 +10,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from openrlhf_helpers import generate
 
 from openrlhf.config import RewardConfig
 from openrlhf.config_loading import build_config
 from openrlhf.data.loader import load_samples
 from openrlhf.data.synthetic import write_arithmetic_task
 from openrlhf.rollout.hf_engine import HFRolloutEngine
-from openrlhf.trainer.experience_maker import PromptEncoder, generate, sampling_params, score_groups
+from openrlhf.rollout.prompt_encoder import PromptEncoder
+from openrlhf.trainer.experience_maker import sampling_params, score_groups
 from openrlhf.trainer.local_reward_server import open_reward_source
 from openrlhf.trainer.reward_client import FileRewardFunction, RewardFunctionError
 from openrlhf.trainer.streamed_rollout import generate_and_score
-from openrlhf.workers.in_driver import InDriverHandle
+from openrlhf.utils.actor_calls import InDriverHandle
 
 SMALL_CONFIG = str(Path(__file__).with_name("small_recipes.yaml"))  # math recipe, 1 worker
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from openrlhf.config import build_config
+from openrlhf.config_loading import build_config
 from openrlhf.data.sample import Sample
 from openrlhf.data.synthetic import Shape, draw_shapes_image
 from openrlhf.models.loading import load_model
 from openrlhf.models.vlm_inputs import ImageTokenMismatchError, PromptTooLongError
 from openrlhf.rollout.base import GenerationOutput
-from openrlhf.trainer.experience_maker import PromptEncoder, Rollout, build_experience
+from openrlhf.rollout.prompt_encoder import PromptEncoder
+from openrlhf.trainer.experience_maker import Rollout, build_experience
 
 RESPONSE = [15, 200, 301, 77, 42, 9]  # fixed response token ids (any ids of the 2048-token vocabulary)
 
@@ -77,11 +78,11 @@ def _plain_forward(model, prompt) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def policy(vlm_ray, tiny_vlm_path):
     from openrlhf.trainer.ray_setup import worker_env
-    from openrlhf.workers.placement import WorkerGroup, bundle_spec, create_placement_group
+    from openrlhf.workers.placement import BundleSpec, WorkerGroup, create_placement_group
     from openrlhf.workers.policy_worker import PolicyWorker
 
     cfg = _config(tiny_vlm_path)
-    spec = bundle_spec(cfg)
+    spec = BundleSpec(cpus=cfg.train.cpus_per_worker, gpus=0.0)
     pg = create_placement_group(1, spec, name="vlm-policy-test")
     group = WorkerGroup(
         PolicyWorker,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from openrlhf.config import load_config
+from openrlhf.config_loading import load_config
 from openrlhf.models.loading import load_model, vision_tower
 
 REPO = Path(__file__).resolve().parents[2]

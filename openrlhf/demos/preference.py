@@ -34,7 +34,7 @@ PAIRWISE_KEYS = ("accuracy", "accuracy_voting", "position_consistency", "positio
 
 def judge_server_config(judge_url: str, out_path: Path) -> Path:
     """configs/reward_recipes_r1_reward.yaml with its judge pointed at the served judge; written to ``out_path``."""
-    from openrlhf.cli.common import CONFIG_DIR
+    from openrlhf.config_loading import CONFIG_DIR
 
     recipes = yaml.safe_load((CONFIG_DIR / RECIPES).read_text(encoding="utf-8"))
     recipes["judge"].update(base_url=judge_url, model=JUDGE_NAME, concurrency=16, timeout_s=30, max_tokens=4)
@@ -68,8 +68,8 @@ def judge_agreement(judge_url: str, rows_path: Path) -> dict[str, float]:
 
 def train_judge(cfg: Config, work: Path, data: dict[str, Path]) -> dict[str, Any]:
     """Build the tiny LM and SFT it on ``judge_sft.jsonl`` (prompt = judge prompt, target = the verdict digit)."""
+    from openrlhf.demos.pipeline import sft_warm_start
     from openrlhf.models.tiny import build_tiny
-    from openrlhf.trainer.demo import sft_warm_start
 
     base = work / "tiny_judge_lm"
     if not (base / "config.json").is_file():
@@ -95,8 +95,8 @@ def pairwise_eval(cfg: Config, model: str, heldout: Path, out: Path) -> dict[str
 
 def run_preference_demo(cfg: Config, work: Path, model_dir: Path, data: dict[str, Path]) -> dict[str, Any]:
     """Steps 2-6 of the module docstring (Ray is up); returns the demo's summary."""
+    from openrlhf.demos.pipeline import sft_warm_start
     from openrlhf.serve.local import LocalModelServer
-    from openrlhf.trainer.demo import sft_warm_start
     from openrlhf.trainer.driver import RLTrainer
 
     summary: dict[str, Any] = train_judge(cfg, work, data)

@@ -8,7 +8,7 @@ and converted once (openrlhf.models.gguf), usually without the SFT warm start (`
 shapes images, and adds per-task held-out accuracy and the box task's mean IoU before and after GRPO.
 
 ``demo.task: preference`` (configs/demo_reward_model.yaml) trains the tiny VLM as a generative reward model,
-R1-Reward's use case (:mod:`openrlhf.trainer.demo_preference`).
+R1-Reward's use case (:mod:`openrlhf.demos.preference`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def run_demo(cfg: Config) -> dict[str, Any]:
     started = init_ray(num_cpus=8)
     try:
         if cfg.demo.task == "preference":
-            from openrlhf.trainer.demo_preference import run_preference_demo
+            from openrlhf.demos.preference import run_preference_demo
 
             return _finish(cfg, run_preference_demo(cfg, work, model_dir, data), t0)
         sft_summary = sft_warm_start(cfg, model_dir, data["sft"], work / "sft_model") if cfg.demo.sft else {}
