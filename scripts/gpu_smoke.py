@@ -189,10 +189,10 @@ def rollout(s: Smoke, backend: str) -> str:
     if [len(o) for o in outs] != [N_SAMPLES] * len(PROMPTS):
         raise AssertionError(f"expected {N_SAMPLES} samples per prompt, got {[len(o) for o in outs]}")
     for o in flat:
-        if len(o.logprobs) != len(o.output_token_ids) or not o.output_token_ids:
-            raise AssertionError(f"{len(o.logprobs)} log-probs for {len(o.output_token_ids)} tokens")
-        if not all(v <= 1e-4 and v == v for v in o.logprobs):
-            raise AssertionError(f"sampler log-probs out of range: {o.logprobs[:5]}")
+        if len(o.log_probs) != len(o.output_token_ids) or not o.output_token_ids:
+            raise AssertionError(f"{len(o.log_probs)} log-probs for {len(o.output_token_ids)} tokens")
+        if not all(v <= 1e-4 and v == v for v in o.log_probs):
+            raise AssertionError(f"sampler log-probs out of range: {o.log_probs[:5]}")
     encoded = [EncodedPrompt(sample=None, request=r) for r in requests]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     s.state.update(engine=engine, requests=requests, tokenizer=tokenizer, outputs=outs)
@@ -223,14 +223,14 @@ def stream(s: Smoke) -> str:
 
 def logprob_diff(s: Smoke, dtype: torch.dtype) -> str:
     from openrlhf.models.loading import load_model
-    from openrlhf.models.logprobs import compute_token_logprobs
+    from openrlhf.models.logprobs import compute_token_log_probs
 
     if dtype == torch.bfloat16 and not s.cuda:
         raise Skip("bf16 on CPU: not run (CPU runs are fp32, as the trainer's; the bf16 comparison is a GPU check)")
     exp = s.state["experience"]
     model = load_model(s.state["model_path"], dtype=dtype, device=s.device).eval()
     with torch.no_grad():
-        policy, _ = compute_token_logprobs(
+        policy, _ = compute_token_log_probs(
             model,
             exp.sequences.to(s.device),
             exp.attention_mask.to(s.device),
@@ -264,7 +264,7 @@ def policy_update(s: Smoke, lr: float) -> str:
     )
     worker = PolicyWorker(cfg.model_dump(mode="json"), 0, 1, "127.0.0.1", free_port(), total_optimizer_steps=1)
     exp = s.state["experience"]
-    exp.old_log_probs = worker.compute_logprobs(exp)
+    exp.old_log_probs = worker.compute_log_probs(exp)
     mask = exp.response_mask.bool()
     vs_sampler = float((exp.old_log_probs - exp.sampler_log_probs)[mask].abs().mean())
     sign = torch.tensor([1.0 if i % 2 == 0 else -1.0 for i in range(exp.batch_size)])

@@ -16,11 +16,13 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from openrlhf.utils.errors import UserError
+
 # Embedded image bytes (Hugging Face Image columns in parquet) are written here once, named by content hash.
 IMAGE_CACHE_ENV = "OPENRLHF_IMAGE_CACHE"
 
 
-class ImageError(ValueError):
+class ImageError(UserError):
     """An image that cannot be found, read or decoded; the message names the path and the reason."""
 
 

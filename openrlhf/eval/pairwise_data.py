@@ -26,7 +26,7 @@ The layout of a file is recognised from its first row's keys:
   "math") and ``reasoning/coding``, as ``2_get_accuracy.py`` reports them.
 
 Image paths resolve against ``image_roots``, the file's folder, then an ``images/`` folder beside the file.
-Every bad row raises ValueError naming the file, the row (and its line in a JSON file) and the field.
+Every bad row raises a UserError (a ValueError) naming the file, the row (and its line in a JSON file) and the field.
 """
 
 from __future__ import annotations
@@ -89,8 +89,8 @@ class _Row:
     def place(self) -> dict[str, Any]:
         return {"file": str(self.path), "row": self.number, "line": self.line}
 
-    def fail(self, name: str, reason: str) -> ValueError:
-        return ValueError(f"{self.where}: field '{name}' {reason}")
+    def fail(self, name: str, reason: str) -> UserError:
+        return UserError(f"{self.where}: field '{name}' {reason}")
 
     def text(self, name: str, *, allow_empty: bool = False) -> str:
         if name not in self.value or self.value[name] is None:

@@ -28,6 +28,7 @@ from transformers import (
 
 from openrlhf.models.lora import apply_lora, merge_lora, merged_state_dict
 from openrlhf.models.processor import QwenVLImageTextProcessor
+from openrlhf.utils.errors import UserError
 
 __all__ = [
     "ModelLoadError",
@@ -49,7 +50,7 @@ QWEN_VL_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(UserError):
     """A checkpoint that cannot be loaded; the message names the path and what is missing."""
 
 

@@ -30,7 +30,7 @@ from openrlhf.models.vlm_inputs import (
 )
 
 __all__ = [
-    "compute_token_logprobs",
+    "compute_token_log_probs",
     "concat_multimodal",
     "entropy_from_logits",
     "forward_inputs",
@@ -201,7 +201,7 @@ def _accepts_logits_to_keep(model_class: type) -> bool:
     return "logits_to_keep" in inspect.signature(model_class.forward).parameters
 
 
-def compute_token_logprobs(
+def compute_token_log_probs(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
@@ -237,9 +237,9 @@ def compute_token_logprobs(
     output = model(**kwargs, use_cache=False)
     logits = output.logits[:, -(num + 1) : -1]
     labels = input_ids[:, -num:]
-    logprobs = log_probs_from_logits(logits, labels, temperature)
+    log_probs = log_probs_from_logits(logits, labels, temperature)
     entropy = None
     if return_entropy:
         with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
             entropy = entropy_from_logits(logits if entropy_grad else logits.detach(), temperature)
-    return logprobs, entropy
+    return log_probs, entropy

@@ -59,7 +59,7 @@ def pack_rows(input_ids: torch.Tensor, attention_mask: torch.Tensor, num_respons
     return PackedRows(cat(ids).unsqueeze(0), cat(positions).unsqueeze(0), cat(predict_at), cat(rows), cat(cols))
 
 
-def compute_packed_token_logprobs(
+def compute_packed_token_log_probs(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
@@ -73,10 +73,10 @@ def compute_packed_token_logprobs(
     forward; ``[B, R]`` with 0 where a row has no response token (as the padded path, mask them)."""
     packed = pack_rows(input_ids, attention_mask, num_response_tokens)
     shape = (input_ids.shape[0], num_response_tokens)
-    logprobs = torch.zeros(shape, dtype=torch.float32, device=input_ids.device)
+    log_probs = torch.zeros(shape, dtype=torch.float32, device=input_ids.device)
     entropy = torch.zeros(shape, dtype=torch.float32, device=input_ids.device) if return_entropy else None
     if len(packed.predict_at) == 0:
-        return logprobs, entropy
+        return log_probs, entropy
     output = model(
         input_ids=packed.input_ids,
         position_ids=packed.position_ids,
@@ -87,9 +87,9 @@ def compute_packed_token_logprobs(
     logits = output.logits[0]  # [K, V]
     labels = packed.input_ids[0, packed.predict_at + 1]
     values = log_probs_from_logits(logits, labels, temperature)
-    logprobs = logprobs.index_put((packed.rows, packed.cols), values)
+    log_probs = log_probs.index_put((packed.rows, packed.cols), values)
     if return_entropy:
         with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
             ent = entropy_from_logits(logits if entropy_grad else logits.detach(), temperature)
         entropy = entropy.index_put((packed.rows, packed.cols), ent)
-    return logprobs, entropy
+    return log_probs, entropy

@@ -25,11 +25,11 @@ MULTIMODAL_KEYS = ("pixel_values", "image_grid_thw", "image_counts")
 IMAGE_TOKEN = "<|image_pad|>"
 
 
-class ImageTokenMismatchError(ValueError):
+class ImageTokenMismatchError(UserError):
     """The prompt's image tokens do not match its images (usually: the prompt was cut by a length limit)."""
 
 
-class PromptTooLongError(ValueError):
+class PromptTooLongError(UserError):
     """The encoded prompt is longer than the allowed length."""
 
 

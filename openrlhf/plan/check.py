@@ -23,9 +23,10 @@ from openrlhf.plan.model import (
     read_config_json,
     shapes_from_config,
 )
+from openrlhf.utils.errors import UserError
 
 
-class PlanError(ValueError):
+class PlanError(UserError):
     """The plan does not fit; the message holds one line per problem, ``plan`` the whole plan."""
 
     def __init__(self, plan: Plan) -> None:

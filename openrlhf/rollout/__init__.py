@@ -4,7 +4,8 @@
 - hf_engine.py: HFRolloutEngine (+ its Ray actor form), the CPU default
 - vllm_engine.py / vllm_worker.py: the vLLM engine and its worker extension (GPU only; vLLM imported lazily)
 - weight_sync.py: policy rank 0 -> engines (torch.distributed broadcast, Ray object store, CUDA IPC)
-- dispatch.py: spreading requests over engine actors; factory.py: creating the engines a config asks for
+- prompt_encoder.py: PromptEncoder, samples to engine requests (chat template, tokens, images)
+- dispatch.py: the per-engine and per-prompt seeds of a step; factory.py: creating the engines a config asks for
 - decoding.py / sampler_logprobs.py: response cutting and decoding; the sampler log-prob definition
 """
 

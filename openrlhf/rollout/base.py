@@ -50,7 +50,7 @@ class GenerationOutput:
     prompt_token_ids: the ids the model saw (for image rows: with the image placeholders expanded).
     output_token_ids: up to and including the first eos token; no padding.
     text: the decoded response, special tokens dropped but <think>/<answer> tags kept.
-    logprobs: log_softmax(logits / T) at each output token, before top-k/top-p truncation
+    log_probs: log_softmax(logits / T) at each output token, before top-k/top-p truncation
         (see openrlhf/rollout/sampler_logprobs.py); same length as output_token_ids.
     finish_reason: "stop" (ended by eos) or "length" (hit max_new_tokens).
     weight_switches: with partial rollouts (openrlhf/rollout/weight_switch.py), for each weight update that
@@ -61,7 +61,7 @@ class GenerationOutput:
     prompt_token_ids: list[int]
     output_token_ids: list[int]
     text: str
-    logprobs: list[float]
+    log_probs: list[float]
     finish_reason: str = "length"
     weight_switches: list[int] = field(default_factory=list)
 

@@ -22,7 +22,7 @@ from transformers import GenerationConfig, LogitsProcessorList
 
 from openrlhf.rollout.base import FinishedGroups, GenerationOutput, GenerationRequest, RolloutEngine, SamplingParams
 from openrlhf.rollout.decoding import decode_response, eos_token_ids, trim_at_eos, vision_placeholder_ids
-from openrlhf.rollout.sampler_logprobs import SamplerLogprobRecorder
+from openrlhf.rollout.sampler_logprobs import SamplerLogProbRecorder
 from openrlhf.rollout.weight_switch import WeightSwitch
 from openrlhf.rollout.weight_sync import (
     NamedTensors,
@@ -284,7 +284,7 @@ class HFRolloutEngine(RolloutEngine):
             if isinstance(v, torch.Tensor)
         }
         prompt_length = inputs["input_ids"].shape[1]
-        recorder = SamplerLogprobRecorder(params.temperature, prompt_length)
+        recorder = SamplerLogProbRecorder(params.temperature, prompt_length)
         safe_point = SafePoint(self._switch, prompt_length)
         out = self.model.generate(
             **inputs,
@@ -294,7 +294,7 @@ class HFRolloutEngine(RolloutEngine):
             logits_processor=LogitsProcessorList([recorder, BanTokens(self.banned_ids), safe_point]),
         )
         sequences = out.sequences
-        logprobs = recorder.logprobs(sequences).float().cpu()
+        log_probs = recorder.log_probs(sequences).float().cpu()
         sequences = sequences.cpu()
         mask = inputs["attention_mask"].cpu().bool()
         outputs = []
@@ -306,7 +306,7 @@ class HFRolloutEngine(RolloutEngine):
                     prompt_token_ids=prompt_ids,
                     output_token_ids=ids,
                     text=decode_response(self.tokenizer, ids),
-                    logprobs=logprobs[row, : len(ids)].tolist(),
+                    log_probs=log_probs[row, : len(ids)].tolist(),
                     finish_reason=finish,
                     weight_switches=[at for at in safe_point.switched_at if at < len(ids)],
                 )

@@ -47,7 +47,9 @@ class PromptEncoder:
         if images is None:
             images = [_open_rgb(path, sample.where) for path in sample.images]
         if images and self.processor is None:
-            raise RowUnusable(f"{sample.where}: the row has images but {self.cfg.actor.model_name_or_path} is text-only")
+            raise RowUnusable(
+                f"{sample.where}: the row has images but {self.cfg.actor.model_name_or_path} is text-only"
+            )
         encoded = encode_prompt(
             self.processor if images else self.tokenizer,
             text,

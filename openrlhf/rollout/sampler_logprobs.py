@@ -20,7 +20,7 @@ import torch
 from transformers import LogitsProcessor
 
 
-class SamplerLogprobRecorder(LogitsProcessor):
+class SamplerLogProbRecorder(LogitsProcessor):
     """A pass-through logits processor that records log_softmax(scores / T) of the token drawn next.
 
     Hugging Face runs custom processors after the built-in penalty processors and before the sampling
@@ -41,7 +41,7 @@ class SamplerLogprobRecorder(LogitsProcessor):
         self._pending = torch.log_softmax(scores.float() / self.temperature, dim=-1)
         return scores
 
-    def logprobs(self, sequences: torch.LongTensor) -> torch.Tensor:
+    def log_probs(self, sequences: torch.LongTensor) -> torch.Tensor:
         """[B, new_tokens] log-probs aligned with ``sequences[:, prompt_length:]``."""
         new_tokens = sequences.shape[1] - self.prompt_length
         steps = self._steps[:new_tokens]

@@ -122,7 +122,7 @@ def vllm_sampling_kwargs(
     }
 
 
-def truncation_changes_logprobs(params: SamplingParams) -> bool:
+def truncation_changes_log_probs(params: SamplingParams) -> bool:
     """True when vLLM's processed log-probs (truncated distribution) differ from the HF engine's definition."""
     return params.temperature > 0 and (params.top_p < 1.0 or params.top_k > 0)
 
@@ -172,7 +172,7 @@ def vllm_prompt(request: GenerationRequest, index: int = 0, image_pad_id: int | 
     return {"prompt_token_ids": collapsed, "multi_modal_data": {"image": list(request.images)}}
 
 
-def _sampled_logprobs(completion: Any, token_ids: Sequence[int]) -> list[float]:
+def _sampled_log_probs(completion: Any, token_ids: Sequence[int]) -> list[float]:
     """The log-prob of each sampled token from vLLM's per-position {token_id: Logprob} entries."""
     entries = getattr(completion, "logprobs", None)
     if entries is None:
@@ -195,12 +195,12 @@ def convert_completion(
     ids, finish = trim_at_eos(raw, eos_ids)
     if finish == "length" and getattr(completion, "finish_reason", None) == "stop":
         finish = "stop"  # a stop token other than eos
-    logprobs = _sampled_logprobs(completion, ids)
+    log_probs = _sampled_log_probs(completion, ids)
     return GenerationOutput(
         prompt_token_ids=[int(t) for t in prompt_token_ids],
         output_token_ids=ids,
         text=decode_response(tokenizer, ids),
-        logprobs=logprobs,
+        log_probs=log_probs,
         finish_reason=finish,
         weight_switches=weight_switches_of(completion, len(ids)),
     )
@@ -426,7 +426,7 @@ class VLLMRolloutEngine(RolloutEngine):
 
     def _vllm_inputs(self, requests: list[GenerationRequest], params: SamplingParams) -> tuple[list, list]:
         """vLLM prompts and one SamplingParams per request (each with its own seed), waking a sleeping engine."""
-        if truncation_changes_logprobs(params) and not self._warned_truncation:
+        if truncation_changes_log_probs(params) and not self._warned_truncation:
             logger.warning(
                 "vLLM rollout with top_p=%s top_k=%s: sampler log-probs are those of the truncated distribution, "
                 "not log_softmax(logits / T) as the HF engine and the policy workers compute",

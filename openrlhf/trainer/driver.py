@@ -25,9 +25,9 @@ import torch
 
 from openrlhf.config import Config, ConfigError, dump_config
 from openrlhf.data.sample import Sample
+from openrlhf.rollout.prompt_encoder import PromptEncoder
 from openrlhf.trainer.async_rollouts import AsyncRollouts, ProducedBatch, overlap_share
 from openrlhf.trainer.evaluation import BestModel
-from openrlhf.rollout.prompt_encoder import PromptEncoder
 from openrlhf.trainer.experience_maker import build_experience, sampling_params
 from openrlhf.trainer.preflight import absolutize_model_paths, check_reward_urls_reachable
 from openrlhf.trainer.prompt_stream import PromptStream
@@ -327,11 +327,6 @@ class RLTrainer:
         self.stream = PromptStream(
             train_samples, self.cfg.train.rollout_batch_size, self.cfg.train.seed, self.cfg.data.shuffle
         )
-        if self.best.key is not None and not heldout:
-            raise ConfigError(
-                f"ckpt.best_metric_key={self.cfg.ckpt.best_metric_key!r} picks the best model by evaluation, but "
-                "there is no eval data: set data.eval_paths (--eval.dataset) or ckpt.best_metric_key none"
-            )
         check_reward_urls_reachable(self.cfg.reward)
         summary: dict[str, Any] = {}
         with ExitStack() as stack:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from openrlhf.rollout.base import SamplingParams
     from openrlhf.trainer.experience_maker import Rollout
 
+
 def eval_sampling_params(cfg: Config, seed: int) -> SamplingParams:
     """Greedy with one answer per prompt at ``eval.temperature`` 0; else the rollout's top-p / top-k at the
     eval temperature, ``eval.n_samples_per_prompt`` answers each."""

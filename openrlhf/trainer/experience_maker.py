@@ -106,6 +106,6 @@ def build_experience(rollout: Rollout, pad_token_id: int) -> Experience:
             sequences[r, prompt_len : prompt_len + len(o_ids)] = torch.tensor(o_ids)
             attention[r, prompt_len : prompt_len + len(o_ids)] = 1
             response_mask[r, : len(o_ids)] = 1.0
-            sampler[r, : len(output.logprobs)] = torch.tensor(output.logprobs, dtype=torch.float32)
+            sampler[r, : len(output.log_probs)] = torch.tensor(output.log_probs, dtype=torch.float32)
         multimodal.append(prompt.multimodal)
     return Experience(sequences, attention, response_mask, multimodal, sampler_log_probs=sampler)

@@ -21,7 +21,7 @@ def check_reward_urls_reachable(reward_cfg) -> None:
     """Fail fast, before the (slow) worker setup, when a reward.remote_url accepts no TCP connection.
 
     Tries each URL ``reward.retries + 1`` times, sleeping ``backoff * 2**k`` s between tries, like the
-    client does; raises ValueError naming the URL (the CLI prints it as one line).
+    client does; raises a UserError naming the URL (the CLI prints it as one line).
     """
     import socket
     from urllib.parse import urlsplit

@@ -96,7 +96,7 @@ def old_log_probs_from_training(cfg: Config, rows: int, use_reference: bool) -> 
 def group_log_probs(group, exp: Experience) -> torch.Tensor:
     """Log-probs of ``exp``'s response tokens from every rank of a worker group, each scoring its shard."""
     shards = exp.shard(len(group))
-    return torch.cat(group.call_per_rank("compute_logprobs", [(s,) for s in shards]), dim=0)
+    return torch.cat(group.call_per_rank("compute_log_probs", [(s,) for s in shards]), dim=0)
 
 
 def fill_log_probs(exp: Experience, policy, reference, cfg: Config) -> tuple[torch.Tensor | None, dict[str, float]]:
@@ -141,4 +141,3 @@ def finish_metrics(metrics: dict[str, float], timings: dict[str, float], generat
         metrics["throughput/generated_tokens_per_s"] = generated_tokens / timings["generation"]
     metrics["throughput/tokens_per_s"] = generated_tokens / max(timings["step"], 1e-9)
     return metrics
-

@@ -62,7 +62,7 @@ def load_trainable_model(cfg: Config, ds_config: dict[str, Any]):
     return model
 
 
-def forward_logprobs(
+def forward_log_probs(
     engine,
     mb: Experience,
     *,
@@ -73,7 +73,7 @@ def forward_logprobs(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs [b, R] (and entropy; with its gradient only if ``entropy_grad``) of the response tokens of a
     micro-batch, images included; ``packed``: one padding-free forward (openrlhf.models.packing)."""
-    from openrlhf.models.logprobs import compute_token_logprobs, concat_multimodal
+    from openrlhf.models.logprobs import compute_token_log_probs, concat_multimodal
 
     device = engine.device
     kwargs: dict[str, Any] = {
@@ -84,15 +84,15 @@ def forward_logprobs(
     }
     ids, mask = mb.sequences.to(device), mb.attention_mask.to(device)
     if packed and not mb.has_images():
-        from openrlhf.models.packing import compute_packed_token_logprobs
+        from openrlhf.models.packing import compute_packed_token_log_probs
 
-        return compute_packed_token_logprobs(engine, ids, mask, **kwargs)
+        return compute_packed_token_log_probs(engine, ids, mask, **kwargs)
     if packed:
         _tell_packing_falls_back()
     multimodal = concat_multimodal(mb.multimodal) if mb.has_images() else None
     if multimodal is not None:
         multimodal = {k: v.to(device) for k, v in multimodal.items()}
-    return compute_token_logprobs(engine, ids, mask, multimodal=multimodal, **kwargs)
+    return compute_token_log_probs(engine, ids, mask, multimodal=multimodal, **kwargs)
 
 
 def _tell_packing_falls_back() -> None:
@@ -127,10 +127,10 @@ def score_experience(engine, cfg: Config, exp: Experience) -> torch.Tensor:
 
     pieces = []
     for mb in scoring_micro_batches(cfg, exp):
-        logprobs, _ = forward_logprobs(
+        log_probs, _ = forward_log_probs(
             engine, mb.exp, temperature=cfg.rollout.temperature, packed=cfg.ds.packing_samples
         )
-        pieces.append((mb, logprobs))
+        pieces.append((mb, log_probs))
     return scatter_rows(pieces, exp.batch_size, exp.num_response_tokens)
 
 

@@ -21,7 +21,7 @@ from openrlhf.workers.ds_config import train_ds_config
 from openrlhf.workers.experience import Experience
 from openrlhf.workers.micro_batching import plan_micro_batches
 from openrlhf.workers.model_io import (
-    forward_logprobs,
+    forward_log_probs,
     load_trainable_model,
     named_weights_for_sync,
     score_experience,
@@ -77,7 +77,7 @@ class PolicyWorker:
 
     # ------------------------------------------------------------------ scoring
 
-    def compute_logprobs(self, exp: Experience) -> torch.Tensor:
+    def compute_log_probs(self, exp: Experience) -> torch.Tensor:
         """Per-token log-probs [B, R] of the responses under the current policy (eval mode, no grad)."""
         self.wake_up()
         self.engine.eval()
@@ -169,7 +169,7 @@ class PolicyWorker:
                 local_finite = True
                 for i, mb in enumerate(micro):
                     self.engine.set_gradient_accumulation_boundary(i == len(micro) - 1)
-                    logprobs, entropy = forward_logprobs(
+                    logprobs, entropy = forward_log_probs(
                         self.engine,
                         mb,
                         temperature=cfg.rollout.temperature,
@@ -237,7 +237,7 @@ class PolicyWorker:
         local_finite = True
         for i, mb in enumerate(micro):
             self.engine.set_gradient_accumulation_boundary(i == len(micro) - 1)
-            logprobs, _ = forward_logprobs(self.engine, mb, temperature=1.0, packed=self.cfg.ds.packing_samples)
+            logprobs, _ = forward_log_probs(self.engine, mb, temperature=1.0, packed=self.cfg.ds.packing_samples)
             mask = mb.response_mask.to(logprobs.dtype)
             loss = -(logprobs * mask).sum() / max(global_tokens, 1.0) * self.world_size
             local_finite &= bool(torch.isfinite(loss))

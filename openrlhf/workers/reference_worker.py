@@ -44,5 +44,5 @@ class ReferenceWorker:
         self.engine, *_ = deepspeed.initialize(model=model, config=ds_config)
         self.engine.eval()
 
-    def compute_logprobs(self, exp: Experience) -> torch.Tensor:
+    def compute_log_probs(self, exp: Experience) -> torch.Tensor:
         return score_experience(self.engine, self.cfg, exp)

@@ -7,7 +7,7 @@ import torch
 
 from openrlhf.models.loading import load_model, load_processor, load_tokenizer
 from openrlhf.models.logprobs import (
-    compute_token_logprobs,
+    compute_token_log_probs,
     entropy_from_logits,
     generate_inputs,
     log_probs_from_logits,
@@ -19,7 +19,7 @@ from .helpers import image_prompt, noise_image, pad_rows, shapes_image
 ATOL = 1e-5
 
 
-def _naive_logprobs(logits, labels, temperature=1.0):
+def _naive_log_probs(logits, labels, temperature=1.0):
     return torch.log_softmax(logits.double() / temperature, -1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
 
 
@@ -33,7 +33,7 @@ def test_log_probs_and_entropy_match_log_softmax_in_value_and_gradient(temperatu
         lp = log_probs_from_logits(logits, labels, temperature, chunk_elements=chunk)
         ent = entropy_from_logits(logits, temperature, chunk_elements=chunk)
         assert lp.dtype == torch.float32 and lp.shape == (3, 5)
-        ref = _naive_logprobs(logits, labels, temperature)
+        ref = _naive_log_probs(logits, labels, temperature)
         probs = torch.softmax(logits.double() / temperature, -1)
         ref_ent = -(probs * probs.log()).sum(-1)
         torch.testing.assert_close(lp.double(), ref, atol=1e-5, rtol=0)
@@ -48,7 +48,7 @@ def test_bf16_logits_give_fp32_logprobs():
     labels = torch.randint(0, 32, (2, 4))
     lp = log_probs_from_logits(logits, labels)
     assert lp.dtype == torch.float32
-    torch.testing.assert_close(lp.double(), _naive_logprobs(logits.float(), labels), atol=1e-5, rtol=0)
+    torch.testing.assert_close(lp.double(), _naive_log_probs(logits.float(), labels), atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="labels shape"):
         log_probs_from_logits(logits, labels[:, :3])
 
@@ -64,10 +64,10 @@ def test_lm_padded_batch_equals_unpadded_single_forwards(lm):
     rows = [torch.tensor(tok(t)["input_ids"]) for t in texts]
     ids, mask = pad_rows(rows, tok.pad_token_id, left=2, right=3)  # left pads, and right pads after responses
     with torch.no_grad():
-        batch_lp, batch_ent = compute_token_logprobs(model, ids, mask, return_entropy=True)
+        batch_lp, batch_ent = compute_token_log_probs(model, ids, mask, return_entropy=True)
         assert batch_lp.shape == batch_ent.shape == (3, ids.shape[1] - 1)
         for i, row in enumerate(rows):
-            single, single_ent = compute_token_logprobs(
+            single, single_ent = compute_token_log_probs(
                 model, row[None], torch.ones_like(row)[None], return_entropy=True
             )
             valid = mask[i, 1:].bool() & mask[i, :-1].bool()  # target and its context both real tokens
@@ -75,7 +75,7 @@ def test_lm_padded_batch_equals_unpadded_single_forwards(lm):
             torch.testing.assert_close(batch_ent[i][valid], single_ent[0], atol=ATOL, rtol=0)
             # and the plain model forward, log_softmax + gather, agrees
             logits = model(input_ids=row[None]).logits
-            torch.testing.assert_close(single[0].double(), _naive_logprobs(logits[0, :-1], row[1:]), atol=ATOL, rtol=0)
+            torch.testing.assert_close(single[0].double(), _naive_log_probs(logits[0, :-1], row[1:]), atol=ATOL, rtol=0)
 
 
 def test_lm_response_slice_and_gradients(lm):
@@ -83,16 +83,16 @@ def test_lm_response_slice_and_gradients(lm):
     rows = [torch.tensor(tok(t)["input_ids"]) for t in ["Compute 3 + 4.", "Compute 10 - 2 please."]]
     ids, mask = pad_rows(rows, tok.pad_token_id)
     with torch.no_grad():
-        full, _ = compute_token_logprobs(model, ids, mask)
-        tail, _ = compute_token_logprobs(model, ids, mask, num_response_tokens=4, temperature=1.0)
-        hot, _ = compute_token_logprobs(model, ids, mask, num_response_tokens=4, temperature=0.5)
+        full, _ = compute_token_log_probs(model, ids, mask)
+        tail, _ = compute_token_log_probs(model, ids, mask, num_response_tokens=4, temperature=1.0)
+        hot, _ = compute_token_log_probs(model, ids, mask, num_response_tokens=4, temperature=0.5)
     assert tail.shape == (2, 4)
     torch.testing.assert_close(tail, full[:, -4:], atol=ATOL, rtol=0)
     assert not torch.allclose(hot, tail)
     with pytest.raises(ValueError, match="num_response_tokens"):
-        compute_token_logprobs(model, ids, mask, num_response_tokens=ids.shape[1])
+        compute_token_log_probs(model, ids, mask, num_response_tokens=ids.shape[1])
     model.zero_grad()
-    lp, _ = compute_token_logprobs(model, ids, mask, num_response_tokens=4)
+    lp, _ = compute_token_log_probs(model, ids, mask, num_response_tokens=4)
     lp.sum().backward()
     grad = model.model.layers[0].self_attn.q_proj.weight.grad
     assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
@@ -126,15 +126,15 @@ def test_vlm_left_padded_batch_equals_single_and_plain_forward(vlm):
     ids, mask, mm = _batch(encs, processor.tokenizer.pad_token_id, left=3)
     num = 8
     with torch.no_grad():
-        batch_lp, _ = compute_token_logprobs(model, ids, mask, num_response_tokens=num, multimodal=mm)
+        batch_lp, _ = compute_token_log_probs(model, ids, mask, num_response_tokens=num, multimodal=mm)
         for i, enc in enumerate(encs):
-            single, _ = compute_token_logprobs(
+            single, _ = compute_token_log_probs(
                 model, enc["input_ids"], enc["attention_mask"], num_response_tokens=num, multimodal=take_multimodal(enc)
             )
             torch.testing.assert_close(batch_lp[i], single[0], atol=ATOL, rtol=0)
             # a plain forward as the Hugging Face docs write it (the model builds its own M-RoPE ids)
             plain = model(**{k: v for k, v in enc.items() if k != "image_counts"}).logits[0]
-            ref = _naive_logprobs(plain[-num - 1 : -1], enc["input_ids"][0, -num:])
+            ref = _naive_log_probs(plain[-num - 1 : -1], enc["input_ids"][0, -num:])
             torch.testing.assert_close(single[0].double(), ref, atol=ATOL, rtol=0)
 
 
@@ -145,10 +145,10 @@ def test_vlm_logprobs_depend_on_the_image_and_on_mrope_positions(vlm):
     blue = encode_prompt(processor, text, [shapes_image("blue")])
     assert torch.equal(red["input_ids"], blue["input_ids"])
     with torch.no_grad():
-        lp_red, _ = compute_token_logprobs(
+        lp_red, _ = compute_token_log_probs(
             model, red["input_ids"], red["attention_mask"], multimodal=take_multimodal(red)
         )
-        lp_blue, _ = compute_token_logprobs(
+        lp_blue, _ = compute_token_log_probs(
             model, blue["input_ids"], blue["attention_mask"], multimodal=take_multimodal(blue)
         )
         # same image, but the text positions Qwen2-VL would use without M-RoPE: must differ
@@ -161,7 +161,7 @@ def test_vlm_logprobs_depend_on_the_image_and_on_mrope_positions(vlm):
     after = slice(image_end, None)  # predictions made after the image
     assert (lp_red[0, after] - lp_blue[0, after]).abs().max() > 1e-4
     assert torch.equal(lp_red[0, :first_pad], lp_blue[0, :first_pad])  # predictions before the image agree
-    flat_lp = _naive_logprobs(flat[:-1], red["input_ids"][0, 1:])
+    flat_lp = _naive_log_probs(flat[:-1], red["input_ids"][0, 1:])
     assert (flat_lp[after] - lp_red[0, after].double()).abs().max() > 1e-4
 
 
@@ -170,20 +170,20 @@ def test_vlm_micro_batches_of_split_pixel_values_give_identical_results(vlm):
     encs = _vlm_samples(processor)
     ids, mask, mm = _batch(encs, processor.tokenizer.pad_token_id)
     with torch.no_grad():
-        whole, _ = compute_token_logprobs(model, ids, mask, multimodal=mm, num_response_tokens=6)
+        whole, _ = compute_token_log_probs(model, ids, mask, multimodal=mm, num_response_tokens=6)
         parts = [slice(0, 1), slice(1, 3), slice(3, 4)]
         pieces = split_multimodal(mm, parts)
         assert [int(p["image_counts"].sum()) for p in pieces] == [1, 2, 1]
         micro = torch.cat(
             [
-                compute_token_logprobs(model, ids[s], mask[s], multimodal=p, num_response_tokens=6)[0]
+                compute_token_log_probs(model, ids[s], mask[s], multimodal=p, num_response_tokens=6)[0]
                 for s, p in zip(parts, pieces, strict=True)
             ]
         )
         # an arbitrary row order (shuffled mini-batches) also lines up
         order = [3, 0, 2, 1]
         (shuffled_mm,) = split_multimodal(mm, [order])
-        shuffled, _ = compute_token_logprobs(
+        shuffled, _ = compute_token_log_probs(
             model, ids[order], mask[order], multimodal=shuffled_mm, num_response_tokens=6
         )
     torch.testing.assert_close(micro, whole, atol=ATOL, rtol=0)
@@ -198,9 +198,9 @@ def test_vlm_rows_without_their_images_fail_with_the_counts(vlm, lm):
     ids, mask, mm = _batch(encs, processor.tokenizer.pad_token_id)
     (first,) = split_multimodal(mm, [slice(0, 1)])
     with pytest.raises(ValueError, match="image_counts"):
-        compute_token_logprobs(model, ids[:2], mask[:2], multimodal=first)
+        compute_token_log_probs(model, ids[:2], mask[:2], multimodal=first)
     with pytest.raises(ValueError, match="text-only"):
-        compute_token_logprobs(lm[0], ids[:1], mask[:1], multimodal=first)
+        compute_token_log_probs(lm[0], ids[:1], mask[:1], multimodal=first)
 
 
 def test_vlm_batched_greedy_generation_equals_single_prompts(vlm):

@@ -17,7 +17,7 @@ from openrlhf.models.loading import (
     save_pretrained_all,
     unwrap_model,
 )
-from openrlhf.models.logprobs import compute_token_logprobs
+from openrlhf.models.logprobs import compute_token_log_probs
 from openrlhf.models.processor import QwenVLImageTextProcessor
 from openrlhf.models.vlm_inputs import encode_prompt, take_multimodal
 
@@ -30,7 +30,7 @@ def _vlm_inputs(processor):
 
 
 def _score(model, enc):
-    return compute_token_logprobs(
+    return compute_token_log_probs(
         model, enc["input_ids"], enc["attention_mask"], multimodal=take_multimodal(enc), num_response_tokens=6
     )[0]
 
@@ -104,13 +104,13 @@ def test_lm_lora_export_reloads_with_tokenizer(tiny_lm_path, tmp_path):
         for name, param in model.named_parameters():
             if "lora_B" in name:
                 param.fill_(0.02)
-        expected, _ = compute_token_logprobs(model, ids, mask)
+        expected, _ = compute_token_log_probs(model, ids, mask)
     wrapped = torch.nn.Module()  # what DeepSpeed / DDP look like from outside: the model under .module
     wrapped.module = model
     assert unwrap_model(wrapped) is model.get_base_model()
     out = save_pretrained_all(wrapped, tok, None, tmp_path / "lm")
     with torch.no_grad():
-        got, _ = compute_token_logprobs(load_model(out), ids, mask)
+        got, _ = compute_token_log_probs(load_model(out), ids, mask)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
     assert load_tokenizer(out)("12 + 7 = 19")["input_ids"] == ids[0].tolist()
     assert load_processor(out) is None

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from openrlhf.models.loading import load_model
-from openrlhf.models.logprobs import compute_token_logprobs
-from openrlhf.models.packing import compute_packed_token_logprobs, pack_rows
+from openrlhf.models.logprobs import compute_token_log_probs
+from openrlhf.models.packing import compute_packed_token_log_probs, pack_rows
 from openrlhf.workers.experience import Experience
 from openrlhf.workers.micro_batching import (
     fixed_size_micro_batches,
@@ -47,10 +47,10 @@ def model(tiny_lm_path):
 def test_packed_logprobs_equal_padded_and_gradients_too(model):
     exp = _experience([7, 3, 12, 5], [9, 0, 4, 14])
     n = exp.num_response_tokens
-    padded, padded_ent = compute_token_logprobs(
+    padded, padded_ent = compute_token_log_probs(
         model, exp.sequences, exp.attention_mask, num_response_tokens=n, return_entropy=True
     )
-    packed, packed_ent = compute_packed_token_logprobs(
+    packed, packed_ent = compute_packed_token_log_probs(
         model, exp.sequences, exp.attention_mask, num_response_tokens=n, return_entropy=True
     )
     mask = exp.response_mask.bool()
@@ -64,7 +64,7 @@ def test_packed_logprobs_equal_padded_and_gradients_too(model):
         (lp * exp.response_mask * exp.advantages).sum().backward()
         return [p.grad.clone() for p in model.parameters()]
 
-    for a, b in zip(grads(compute_token_logprobs), grads(compute_packed_token_logprobs), strict=True):
+    for a, b in zip(grads(compute_token_log_probs), grads(compute_packed_token_log_probs), strict=True):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
 
 
@@ -104,11 +104,11 @@ def test_token_budget_groups_keep_every_row_once_within_budget():
 def test_micro_batches_scatter_back_to_the_padded_result(model):
     exp = _experience([4, 9, 2, 6, 3], [10, 1, 6, 0, 3], seed=3)
     n = exp.num_response_tokens
-    full, _ = compute_token_logprobs(model, exp.sequences, exp.attention_mask, num_response_tokens=n)
+    full, _ = compute_token_log_probs(model, exp.sequences, exp.attention_mask, num_response_tokens=n)
     for mbs in (fixed_size_micro_batches(exp, 2), token_budget_micro_batches(exp, 40, packed=False)):
         pieces = []
         for mb in mbs:
-            lp, _ = compute_token_logprobs(
+            lp, _ = compute_token_log_probs(
                 model, mb.exp.sequences, mb.exp.attention_mask, num_response_tokens=mb.response_width
             )
             pieces.append((mb, lp.detach()))

@@ -15,7 +15,7 @@ from openrlhf.cli.models import main as models_main
 from openrlhf.config import LoraConfig
 from openrlhf.data.sample import Sample
 from openrlhf.models.loading import apply_lora, load_model, load_tokenizer, save_pretrained_all
-from openrlhf.models.logprobs import compute_token_logprobs
+from openrlhf.models.logprobs import compute_token_log_probs
 from remote_rm.response import extract_response, make_rule
 
 ONE_SHOT = (
@@ -55,7 +55,7 @@ def test_logprobs_of_the_llama_model_match_its_forward(smol):
     enc = tokenizer(["What is 2 + 3? 5", "Hi"], return_tensors="pt", padding=True)
     ids, mask = enc.input_ids, enc.attention_mask
     with torch.no_grad():
-        ours, _ = compute_token_logprobs(model, ids, mask)
+        ours, _ = compute_token_log_probs(model, ids, mask)
         # each row alone, unpadded: what the padded batch must reproduce
         for row in range(ids.shape[0]):
             alone = ids[row, mask[row].bool()][None]
@@ -109,13 +109,13 @@ def test_lora_on_the_llama_model_exports_merged_with_its_chat_template(smollm2_p
         for name, param in model.named_parameters():
             if "lora_B" in name:
                 param.copy_(torch.randn(param.shape, generator=gen) * 0.01)
-        expected, _ = compute_token_logprobs(model, enc.input_ids, enc.attention_mask)
+        expected, _ = compute_token_log_probs(model, enc.input_ids, enc.attention_mask)
     out = save_pretrained_all(model, tokenizer, None, tmp_path / "export")
     reloaded = load_model(out, device="cpu")
     assert type(reloaded).__name__ == "LlamaForCausalLM"
     assert not any("lora" in name for name, _ in reloaded.named_parameters())
     with torch.no_grad():
-        got, _ = compute_token_logprobs(reloaded, enc.input_ids, enc.attention_mask)
+        got, _ = compute_token_log_probs(reloaded, enc.input_ids, enc.attention_mask)
     # the export is stored in the checkpoint's dtype (bf16): a merged weight is rounded once
     assert (got - expected).abs().max() < 0.05, (got - expected).abs().max()
     assert load_tokenizer(out).apply_chat_template(messages, tokenize=False) == text

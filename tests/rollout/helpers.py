@@ -70,7 +70,7 @@ def checkpoint_with_generation_config(src: Path, dst: Path, extra_eos: list[int]
 
 
 @torch.no_grad()
-def teacher_forced_logprobs(model, prompt_ids, output_ids, temperature: float = 1.0, **extra) -> torch.Tensor:
+def teacher_forced_log_probs(model, prompt_ids, output_ids, temperature: float = 1.0, **extra) -> torch.Tensor:
     """log_softmax(logits / T) of the output tokens, from one full forward over prompt + output."""
     ids = torch.tensor([list(prompt_ids) + list(output_ids)])
     logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), **extra).logits[0].float()

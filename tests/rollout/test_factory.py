@@ -11,7 +11,7 @@ from openrlhf.plan.layout import resolve_backend, resolve_layout
 from openrlhf.rollout.base import SamplingParams
 from openrlhf.rollout.factory import create_rollout_engines, engine_bundles, max_model_len
 
-from .helpers import PROMPTS, chat_request, teacher_forced_logprobs
+from .helpers import PROMPTS, chat_request, teacher_forced_log_probs
 
 
 def config(**sections):
@@ -78,8 +78,8 @@ def test_engines_in_a_cpu_placement_group_share_the_prompts(ray_local, tiny_lm_p
             assert len(outs) == 2
             for out in outs:
                 assert out.prompt_token_ids == request.prompt_token_ids
-                expected = teacher_forced_logprobs(model, out.prompt_token_ids, out.output_token_ids)
-                torch.testing.assert_close(torch.tensor(out.logprobs), expected, atol=1e-4, rtol=1e-4)
+                expected = teacher_forced_log_probs(model, out.prompt_token_ids, out.output_token_ids)
+                torch.testing.assert_close(torch.tensor(out.log_probs), expected, atol=1e-4, rtol=1e-4)
         call_engines(engines, "sleep")
         call_engines(engines, "wake_up")
         assert call_engines(engines, "ping") == [True, True]

@@ -10,7 +10,7 @@ import torch
 from openrlhf.rollout.base import GenerationRequest, SamplingParams
 from openrlhf.rollout.hf_engine import HFRolloutEngine
 
-from .helpers import PROMPTS, chat_request, checkpoint_with_generation_config, teacher_forced_logprobs
+from .helpers import PROMPTS, chat_request, checkpoint_with_generation_config, teacher_forced_log_probs
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +36,8 @@ def test_outputs_per_request_with_n_samples(engine, requests_):
         for out in outs:
             assert out.prompt_token_ids == request.prompt_token_ids
             assert 1 <= len(out.output_token_ids) <= 12
-            assert len(out.logprobs) == len(out.output_token_ids)
-            assert all(lp <= 0.0 for lp in out.logprobs)
+            assert len(out.log_probs) == len(out.output_token_ids)
+            assert all(lp <= 0.0 for lp in out.log_probs)
             assert out.finish_reason in ("stop", "length")
             assert out.text == engine.tokenizer.decode(out.output_token_ids, skip_special_tokens=True)
             assert engine.pad_id not in out.output_token_ids[:-1]
@@ -52,8 +52,8 @@ def test_sampler_logprobs_are_untruncated_temperature_scaled(engine, requests_, 
     results = engine.generate(requests_, params)
     for outs in results:
         for out in outs:
-            expected = teacher_forced_logprobs(engine.model, out.prompt_token_ids, out.output_token_ids, temperature)
-            torch.testing.assert_close(torch.tensor(out.logprobs), expected, atol=1e-4, rtol=1e-4)
+            expected = teacher_forced_log_probs(engine.model, out.prompt_token_ids, out.output_token_ids, temperature)
+            torch.testing.assert_close(torch.tensor(out.log_probs), expected, atol=1e-4, rtol=1e-4)
 
 
 def test_top_k_one_and_greedy_pick_the_argmax(engine, requests_):
@@ -73,7 +73,7 @@ def test_deterministic_given_the_seed(engine, requests_):
     params = SamplingParams(n=2, temperature=1.0, max_new_tokens=10, seed=11)
     first, second = engine.generate(requests_, params), engine.generate(requests_, params)
     assert tokens(first) == tokens(second)
-    assert [[o.logprobs for o in outs] for outs in first] == [[o.logprobs for o in outs] for outs in second]
+    assert [[o.log_probs for o in outs] for outs in first] == [[o.log_probs for o in outs] for outs in second]
     other = engine.generate(requests_, dataclasses.replace(params, seed=12))
     assert tokens(other) != tokens(first)
 
@@ -92,8 +92,8 @@ def test_batches_smaller_than_the_request_list_keep_the_order(engine, requests_)
     for request, outs in zip(requests_, results, strict=True):
         assert all(o.prompt_token_ids == request.prompt_token_ids for o in outs)
         for out in outs:
-            expected = teacher_forced_logprobs(engine.model, out.prompt_token_ids, out.output_token_ids)
-            torch.testing.assert_close(torch.tensor(out.logprobs), expected, atol=1e-4, rtol=1e-4)
+            expected = teacher_forced_log_probs(engine.model, out.prompt_token_ids, out.output_token_ids)
+            torch.testing.assert_close(torch.tensor(out.log_probs), expected, atol=1e-4, rtol=1e-4)
 
 
 def test_stream_yields_each_group_once_after_the_chunk_that_finishes_it(engine, requests_):

@@ -9,7 +9,7 @@ from openrlhf.models.vlm_inputs import build_mm_token_type_ids
 from openrlhf.rollout.base import GenerationRequest, SamplingParams
 from openrlhf.rollout.hf_engine import HFRolloutEngine
 
-from .helpers import chat_request, random_image, teacher_forced_logprobs
+from .helpers import chat_request, random_image, teacher_forced_log_probs
 
 TINY_MIN_PIXELS, TINY_MAX_PIXELS = 56 * 56, 112 * 112
 
@@ -53,7 +53,7 @@ def recompute(engine, out, inputs):
     mm = build_mm_token_type_ids(
         ids, tok.convert_tokens_to_ids("<|image_pad|>"), tok.convert_tokens_to_ids("<|video_pad|>")
     )
-    return teacher_forced_logprobs(
+    return teacher_forced_log_probs(
         engine.model,
         out.prompt_token_ids,
         out.output_token_ids,
@@ -69,7 +69,7 @@ def test_mixed_text_and_image_rows_in_one_call(engine, mixed_requests, images):
     image_pad = engine.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     for request, outs in zip(mixed_requests, results, strict=True):
         for out in outs:
-            assert len(out.logprobs) == len(out.output_token_ids) > 0
+            assert len(out.log_probs) == len(out.output_token_ids) > 0
             if not request.images:
                 assert out.prompt_token_ids == request.prompt_token_ids
                 continue
@@ -78,7 +78,9 @@ def test_mixed_text_and_image_rows_in_one_call(engine, mixed_requests, images):
             assert out.prompt_token_ids == inputs["input_ids"][0].tolist()
             expected_pads = int(inputs["image_grid_thw"].prod(-1).sum()) // 4
             assert out.prompt_token_ids.count(image_pad) == expected_pads
-            torch.testing.assert_close(torch.tensor(out.logprobs), recompute(engine, out, inputs), atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(
+                torch.tensor(out.log_probs), recompute(engine, out, inputs), atol=1e-4, rtol=1e-4
+            )
 
 
 def test_several_images_stay_in_order(engine, mixed_requests):
@@ -87,7 +89,7 @@ def test_several_images_stay_in_order(engine, mixed_requests):
     out = engine.generate([request], SamplingParams(max_new_tokens=8, seed=9))[0][0]
     in_order = image_inputs(engine, request, request.images)
     swapped = image_inputs(engine, request, request.images[::-1])
-    got = torch.tensor(out.logprobs)
+    got = torch.tensor(out.log_probs)
     torch.testing.assert_close(got, recompute(engine, out, in_order), atol=1e-4, rtol=1e-4)
     assert not torch.allclose(got, recompute(engine, out, swapped), atol=1e-3)
 
@@ -143,4 +145,4 @@ def test_image_and_video_placeholders_are_never_sampled(engine, mixed_requests):
     assert all(len(o.output_token_ids) == 6 for o in outputs)  # nothing else ended them early
     assert not any(set(banned) & set(o.output_token_ids) for o in outputs)
     # with +30 on the placeholders nearly all the mass is theirs: each sampled token has a tiny log-prob
-    assert max(lp for o in outputs for lp in o.logprobs) < -20.0
+    assert max(lp for o in outputs for lp in o.log_probs) < -20.0

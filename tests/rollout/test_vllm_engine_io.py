@@ -42,7 +42,7 @@ def test_real_request_outputs_convert_like_the_hf_engine(vllm_api, tiny_lm_path,
     first, second = convert_request_output(request_output, tok, [eos], expected_prompt_ids=[1, 2, 3])
     assert first.output_token_ids == body + [eos] and first.finish_reason == "stop"
     assert first.text == "<think>3+4</think><answer>7</answer>"
-    assert first.logprobs == [-0.5 - i for i in range(len(body) + 1)]
+    assert first.log_probs == [-0.5 - i for i in range(len(body) + 1)]
     assert second.output_token_ids == body[:3] and second.finish_reason == "length"
     with pytest.raises(ValueError, match="first difference at position 1"):
         convert_request_output(request_output, tok, [eos], expected_prompt_ids=[1, 5, 3])
@@ -296,5 +296,5 @@ def test_partial_rollout_switches_come_from_vllms_own_weight_version_spans(vllm_
     (request_output,) = finished
     first, second = convert_request_output(request_output, tok, [eos], expected_prompt_ids=[1, 2, 3])
     assert first.output_token_ids == tokens[children[0]] and first.weight_switches == [3]
-    assert first.logprobs == [-0.25 * (k + 1) for k in range(6)]
+    assert first.log_probs == [-0.25 * (k + 1) for k in range(6)]
     assert second.output_token_ids == [20, 21, eos] and second.weight_switches == []

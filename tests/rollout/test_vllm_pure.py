@@ -20,7 +20,7 @@ from openrlhf.rollout.vllm_engine import (
     VLLMRolloutEngine,
     collapse_image_placeholders,
     ray_executor_env,
-    truncation_changes_logprobs,
+    truncation_changes_log_probs,
     vllm_available,
     vllm_prompt,
     vllm_sampling_kwargs,
@@ -66,10 +66,10 @@ def test_derived_seeds_are_stable_distinct_and_keep_none():
 
 
 def test_truncation_is_flagged():
-    assert not truncation_changes_logprobs(SamplingParams(temperature=1.0))
-    assert truncation_changes_logprobs(SamplingParams(top_p=0.9))
-    assert truncation_changes_logprobs(SamplingParams(top_k=50))
-    assert not truncation_changes_logprobs(SamplingParams(temperature=0.0, top_k=50))
+    assert not truncation_changes_log_probs(SamplingParams(temperature=1.0))
+    assert truncation_changes_log_probs(SamplingParams(top_p=0.9))
+    assert truncation_changes_log_probs(SamplingParams(top_k=50))
+    assert not truncation_changes_log_probs(SamplingParams(temperature=0.0, top_k=50))
 
 
 def test_prompts_are_token_ids_with_one_placeholder_per_image(tiny_vlm_path):

@@ -14,7 +14,7 @@ from openrlhf.rollout.base import SamplingParams
 from openrlhf.rollout.hf_engine import HFRolloutEngine
 from openrlhf.rollout.weight_switch import WeightSwitch
 
-from .helpers import PROMPTS, chat_request, teacher_forced_logprobs
+from .helpers import PROMPTS, chat_request, teacher_forced_log_probs
 
 
 def _in_thread(fn):
@@ -130,8 +130,8 @@ def test_hf_engine_update_lands_mid_response_and_each_token_keeps_its_sampler_lo
 
     old, new = load_model(str(tiny_lm_path)), load_model(str(updated_lm_path))
     prompt, ids = list(out.prompt_token_ids), list(out.output_token_ids)
-    got = torch.tensor(out.logprobs)
-    torch.testing.assert_close(got[:s], teacher_forced_logprobs(old, prompt, ids[:s]), atol=1e-4, rtol=1e-4)
+    got = torch.tensor(out.log_probs)
+    torch.testing.assert_close(got[:s], teacher_forced_log_probs(old, prompt, ids[:s]), atol=1e-4, rtol=1e-4)
     with torch.no_grad():
         prefix = torch.tensor([prompt + ids[: s - 1]])
         cache = old(input_ids=prefix, use_cache=True).past_key_values  # positions before token s-1's
@@ -140,7 +140,7 @@ def test_hf_engine_update_lands_mid_response_and_each_token_keeps_its_sampler_lo
         logits = new(input_ids=rest, past_key_values=cache, attention_mask=mask, use_cache=True).logits[0].float()
     expected = torch.log_softmax(logits, -1).gather(-1, torch.tensor(ids[s:])[:, None]).squeeze(-1)
     torch.testing.assert_close(got[s:], expected, atol=1e-4, rtol=1e-4)
-    assert not torch.allclose(got[s:], teacher_forced_logprobs(old, prompt, ids)[s:], atol=1e-3)
+    assert not torch.allclose(got[s:], teacher_forced_log_probs(old, prompt, ids)[s:], atol=1e-3)
     assert engine._switch.switches == 1
 
 

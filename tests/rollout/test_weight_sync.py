@@ -167,7 +167,7 @@ def test_broadcast_from_policy_rank0_changes_what_the_engine_generates(actors, t
         o.output_token_ids for outs in expected for o in outs
     ]
     for got, want in zip(after, expected, strict=True):
-        torch.testing.assert_close(torch.tensor(got[0].logprobs), torch.tensor(want[0].logprobs))
+        torch.testing.assert_close(torch.tensor(got[0].log_probs), torch.tensor(want[0].log_probs))
     # the sync group did not disturb the sender's training (default) process group
     assert ray.get(sender.default_group_still_works.remote())
 

@@ -51,7 +51,7 @@ def run(model_dir: str, setting: str) -> dict:
     worker = PolicyWorker(cfg.model_dump(mode="json"), 0, 1, "127.0.0.1", free_port(), total_optimizer_steps=4)
     exp = experience()
     if cfg.train.recompute_old_logprobs:
-        exp.old_log_probs = worker.compute_logprobs(exp)
+        exp.old_log_probs = worker.compute_log_probs(exp)
     metrics = worker.train_on_experience(exp)
     params = [p.detach() for p in worker.engine.module.parameters()]
     return {

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from openrlhf.config import ConfigError
+from openrlhf.config import ConfigError, eval_metric_name
 from openrlhf.config_loading import load_config
 from openrlhf.rollout.base import GenerationOutput
-from openrlhf.trainer.evaluation import BestModel, eval_metric_name, eval_metrics, eval_sampling_params
+from openrlhf.trainer.evaluation import BestModel, eval_metrics, eval_sampling_params
 from openrlhf.trainer.experience_maker import Rollout
 
 

@@ -107,7 +107,7 @@ def test_policy_logprobs_of_mixed_rows_equal_plain_single_forwards_and_follow_th
     prompts, exp = _experience(cfg, _samples(tmp_path))
     assert [m is None for m in exp.multimodal] == [False, True, False, False]
     assert int(exp.multimodal[2]["image_counts"][0]) == 2
-    worker = group.call("compute_logprobs", exp)[0]
+    worker = group.call("compute_log_probs", exp)[0]
     assert worker.shape == (4, len(RESPONSE))
 
     model = load_model(tiny_vlm_path).eval()
@@ -116,12 +116,12 @@ def test_policy_logprobs_of_mixed_rows_equal_plain_single_forwards_and_follow_th
 
     # Rows in another order (so other micro-batch cuts) give each row the same values.
     order = [3, 1, 2, 0]
-    shuffled = group.call("compute_logprobs", exp.select(order))[0]
+    shuffled = group.call("compute_log_probs", exp.select(order))[0]
     torch.testing.assert_close(shuffled, worker[order], atol=1e-5, rtol=1e-5)
 
     # Another image in row 0 (a green instead of a red square): its log-probs move, the others do not.
     _, changed_exp = _experience(cfg, _samples(tmp_path, first_colour="green"))
-    changed = group.call("compute_logprobs", changed_exp)[0]
+    changed = group.call("compute_log_probs", changed_exp)[0]
     assert (changed[0] - worker[0]).abs().max() > 1e-3
     torch.testing.assert_close(changed[1], worker[1])
     torch.testing.assert_close(changed[3], worker[3])
