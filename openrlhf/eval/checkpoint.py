@@ -30,11 +30,12 @@ def make_engine(cfg: Config):
     """An in-process rollout engine for ``actor.model_name_or_path`` (no Ray)."""
     from openrlhf.plan.layout import resolve_backend
     from openrlhf.rollout.factory import max_model_len
-    from openrlhf.rollout.vllm_engine import vllm_available
+    from openrlhf.utils.vllm_builds import installed_vllm_build
     from openrlhf.workers.distributed import cluster_gpu_count
 
     path = cfg.actor.model_name_or_path
-    if resolve_backend(cfg, cluster_gpu_count(), vllm_available()) == "vllm":
+    build = installed_vllm_build()
+    if resolve_backend(cfg, cluster_gpu_count(), build.name if build else None) == "vllm":
         from openrlhf.rollout.vllm_engine import VLLMRolloutEngine
 
         return VLLMRolloutEngine(
@@ -43,12 +44,14 @@ def make_engine(cfg: Config):
             gpu_memory_utilization=cfg.vllm.gpu_memory_utilization,
             enforce_eager=cfg.vllm.enforce_eager,
             max_model_len=max_model_len(cfg),
-            dtype="bfloat16" if cfg.actor.dtype == "auto" else cfg.actor.dtype,
+            dtype=cfg.actor.dtype,
             seed=cfg.train.seed,
             min_pixels=cfg.data.min_pixels,
             max_pixels=cfg.data.max_pixels,
             trust_remote_code=cfg.actor.trust_remote_code,
             in_placement_group=False,  # no Ray here: with TP > 1 vLLM starts its own worker processes
+            cpu_kvcache_space_gb=cfg.vllm.cpu_kvcache_space_gb,
+            cpu_threads=cfg.vllm.cpu_threads,
         )
     from openrlhf.rollout.hf_engine import HFRolloutEngine
 

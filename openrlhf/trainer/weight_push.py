@@ -40,6 +40,7 @@ class WeightPusher:
         self.engines = engines
         self.backend = layout.backend
         self.mode = layout.weight_sync
+        self.gpus = layout.cluster_gpus > 0
         self.bucket_bytes = bucket_bytes
         colocated = cfg.train.colocate_all and self.mode != "in_process"  # in process: one model, no dance
         self.engines_sleep = colocated and cfg.vllm.enable_sleep
@@ -99,7 +100,8 @@ class WeightPusher:
 
         per_engine = self.cfg.vllm.tensor_parallel_size if self.backend == "vllm" else 1
         world = sync_world_size(len(self.engines), per_engine)
-        backend = self.cfg.vllm.sync_backend if self.backend == "vllm" else "gloo"
+        # NCCL needs GPUs: HF engines and every engine on a CPU cluster (vLLM's CPU build) broadcast over gloo.
+        backend = self.cfg.vllm.sync_backend if self.backend == "vllm" and self.gpus else "gloo"
         addr, port = ray.get(self.policy.handles[0].sync_address.remote())
         name = f"weight-sync-{port}"
         refs = [h.init_weight_sync.remote(addr, port, world, name, backend) for h in self.policy.handles]

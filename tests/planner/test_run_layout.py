@@ -13,8 +13,8 @@ def _cfg(*args: str):
     return load_config(list(args))[0]
 
 
-def _layout(*args: str, gpus: float = 0, vllm: bool = False, joins: bool = True):
-    return resolve_layout(_cfg(*args), cluster_gpus=gpus, has_vllm=vllm, joins_cluster=joins)
+def _layout(*args: str, gpus: float = 0, vllm: str | None = None, joins: bool = True):
+    return resolve_layout(_cfg(*args), cluster_gpus=gpus, vllm_build=vllm, joins_cluster=joins)
 
 
 def test_separate_engines_on_a_cpu_cluster():
@@ -31,7 +31,7 @@ def test_hybrid_engine_shares_the_policys_bundles():
     hf = _layout(*args, "--ds.zero_stage", "2")  # HF under ZeRO-2: the policy ranks generate themselves
     assert hf.weight_sync == "in_process" and hf.engines_are_policy and not hf.engines_on_policy_bundles
     assert hf.share == 2 and hf.reference_on_policy_bundles and hf.required_cpus == 3
-    vllm = _layout(*args, gpus=2, vllm=True)  # vLLM engine actors beside the policy and reference ranks
+    vllm = _layout(*args, gpus=2, vllm="cuda")  # vLLM engine actors beside the policy and reference ranks
     assert (vllm.backend, vllm.weight_sync, vllm.share, vllm.gpus_per_bundle) == ("vllm", "ipc", 3, 1.0)
 
 
@@ -45,6 +45,8 @@ def test_one_self_generating_rank_runs_in_the_driver_unless_a_cluster_is_joined(
 def test_layout_refusals_name_the_keys():
     with pytest.raises(ConfigError, match="rollout.backend=vllm needs CUDA GPUs"):
         _layout("--rollout.backend", "vllm")
+    cpu = _layout("--rollout.backend", "vllm", vllm="cpu")  # vLLM's CPU build: engines on CPU bundles
+    assert (cpu.backend, cpu.weight_sync, cpu.gpus_per_bundle) == ("vllm", "broadcast", 0.0)
     with pytest.raises(ConfigError, match="train.worker_mode=in_driver: the policy has 2 ranks"):
         _layout("--train.worker_mode", "in_driver", "--actor.num_gpus_per_node", "2")
     with pytest.raises(ConfigError, match="needs 2 bundles; the policy has 1"):

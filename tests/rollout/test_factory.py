@@ -19,18 +19,23 @@ def config(**sections):
 
 
 def test_backend_choice():
-    assert resolve_backend(config(rollout={"backend": "hf"}), 8, True) == "hf"
+    assert resolve_backend(config(rollout={"backend": "hf"}), 8, "cuda") == "hf"
     auto = config(rollout={"backend": "auto"})
-    assert resolve_backend(auto, 8, True) == "vllm"
-    assert resolve_backend(auto, 0, True) == resolve_backend(auto, 8, False) == "hf"
-
-
-def test_vllm_backend_without_a_gpu_or_without_vllm_is_refused():
+    assert resolve_backend(auto, 8, "cuda") == "vllm"
+    # on CPUs auto keeps the HF engine even where vLLM's CPU build is installed (its start-up does not pay off)
+    assert resolve_backend(auto, 0, "cpu") == resolve_backend(auto, 8, None) == resolve_backend(auto, 8, "cpu") == "hf"
     vllm = config(rollout={"backend": "vllm"})
-    with pytest.raises(ConfigError, match="needs CUDA GPUs and the cluster has none.*rollout.backend=hf"):
-        resolve_backend(vllm, 0, True)
-    with pytest.raises(ConfigError, match="vllm package is not installed"):
-        resolve_backend(vllm, 8, False)
+    assert resolve_backend(vllm, 8, "cuda") == resolve_backend(vllm, 0, "cpu") == "vllm"
+
+
+def test_vllm_backend_without_the_build_for_the_cluster_is_refused():
+    vllm = config(rollout={"backend": "vllm"})
+    with pytest.raises(ConfigError, match="needs CUDA GPUs and the cluster has none.*CPU build.*rollout.backend=hf"):
+        resolve_backend(vllm, 0, "cuda")
+    with pytest.raises(ConfigError, match="needs CUDA GPUs and the cluster has none"):
+        resolve_backend(vllm, 0, None)
+    with pytest.raises(ConfigError, match="GPUs needs vLLM's CUDA build \\(the CPU build is installed\\)"):
+        resolve_backend(vllm, 8, "cpu")
 
 
 def test_bundles_per_engine():
@@ -45,7 +50,7 @@ def test_bundles_per_engine():
 def test_engine_needs_a_checkpoint():
     with pytest.raises(ValueError, match="actor.model_name_or_path is empty"):
         cfg = config(rollout={"backend": "hf"})
-        create_rollout_engines(cfg, resolve_layout(cfg, cluster_gpus=0, has_vllm=False, joins_cluster=True))
+        create_rollout_engines(cfg, resolve_layout(cfg, cluster_gpus=0, vllm_build=None, joins_cluster=True))
 
 
 def test_engines_in_a_cpu_placement_group_share_the_prompts(ray_local, tiny_lm_path):
@@ -63,7 +68,7 @@ def test_engines_in_a_cpu_placement_group_share_the_prompts(ray_local, tiny_lm_p
     )
     pg = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="PACK")
     ray.get(pg.ready(), timeout=60)
-    layout = resolve_layout(cfg, cluster_gpus=0, has_vllm=False, joins_cluster=True)
+    layout = resolve_layout(cfg, cluster_gpus=0, vllm_build=None, joins_cluster=True)
     engines = create_rollout_engines(cfg, layout, placement_group=pg, bundle_indices=[1, 0])
     try:
         infos = call_engines(engines, "model_info")
@@ -97,16 +102,16 @@ def test_colocated_tensor_parallel_engines_get_tp_bundles_each():
         actor={"num_gpus_per_node": 4},
         rollout={"backend": "auto"},
     )
-    count = resolve_layout(cfg, cluster_gpus=4, has_vllm=True, joins_cluster=True).engine_bundles
+    count = resolve_layout(cfg, cluster_gpus=4, vllm_build="cuda", joins_cluster=True).engine_bundles
     assert count == 4
     assert engine_bundles(2, 2, list(range(count))) == [[0, 1], [2, 3]]
-    hf = resolve_layout(cfg, cluster_gpus=0, has_vllm=True, joins_cluster=True)
+    hf = resolve_layout(cfg, cluster_gpus=0, vllm_build="cuda", joins_cluster=True)
     assert hf.backend == "hf" and hf.engine_bundles == 2  # an HF engine is one process on one bundle
     with pytest.raises(ConfigError, match="needs 4 bundles; the policy has 2"):
         resolve_layout(
             cfg.model_copy(update={"actor": cfg.actor.model_copy(update={"num_gpus_per_node": 2})}),
             cluster_gpus=4,
-            has_vllm=True,
+            vllm_build="cuda",
             joins_cluster=True,
         )
 
@@ -115,11 +120,11 @@ _CLUSTER_PROBE = """
 import os
 import ray
 from ray.cluster_utils import Cluster
-import openrlhf.rollout.vllm_engine as vllm_engine
+import openrlhf.utils.vllm_builds as vllm_builds
 from openrlhf.config_loading import build_config
 from openrlhf.trainer.ray_setup import open_cluster
 from openrlhf.workers.placement import bundle_spec
-vllm_engine.vllm_available = lambda: True  # the GPU nodes have vLLM; this driver's node need not
+vllm_builds.installed_vllm_build = lambda: vllm_builds.CUDA_BUILD  # as on the GPU nodes' image
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 4})
 os.environ["RAY_ADDRESS"] = cluster.address
 layout, started = open_cluster(build_config({"rollout": {"backend": "vllm"}}))
