@@ -108,8 +108,10 @@ class WeightSyncWorkerExtension:
         self.model_runner.get_model().load_weights(weights=weights)
 
     def _weights_repacked(self) -> bool:
-        """The CPU build's linear layers hold repacked kernel weights, so updates need vLLM's layerwise reload."""
-        return self._worker_device().type == "cpu"
+        """Whether the model's linear layers run repacked kernel weights (the CPU build marks each such layer
+        with its ``cpu_linear``), so that updates need vLLM's layerwise reload."""
+        modules = getattr(self.model_runner.get_model(), "modules", None)
+        return callable(modules) and any(hasattr(module, "cpu_linear") for module in modules())
 
     def open_weight_reload(self) -> bool:
         """Open one whole weight update (every tensor of the model follows before :meth:`close_weight_reload`).

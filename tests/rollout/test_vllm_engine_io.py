@@ -181,7 +181,7 @@ def test_engine_stream_yields_groups_as_vllm_finishes_them(vllm_api, tiny_lm_pat
 
         def collective_rpc(self, method, timeout=None, args=(), kwargs=None):
             self.llm_engine.calls.append(method)
-            return [len(args[0])]
+            return [len(args[0])] if args else [False]  # open/close_weight_reload take none
 
         def reset_prefix_cache(self, reset_running_requests=False, reset_connector=False):
             self.llm_engine.calls.append("reset_prefix_cache")
@@ -223,7 +223,9 @@ def test_engine_stream_yields_groups_as_vllm_finishes_them(vllm_api, tiny_lm_pat
     assert done == [1]
     assert engine.llm.llm_engine.calls == [
         "step",
+        "open_weight_reload",  # one whole update between these (the CPU build's layerwise reload)
         "load_named_weights",
+        "close_weight_reload",
         "set_weight_version 1",
         "step",
         "step",
