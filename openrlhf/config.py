@@ -117,7 +117,9 @@ class DataConfig(Section):
 
 
 class RolloutConfig(Section):
-    backend: Literal["auto", "hf", "vllm"] = "auto"
+    backend: Literal["auto", "hf", "vllm"] = Field(
+        "auto", description="auto: vLLM with GPUs; on CPUs vLLM's CPU build for a long text-model run; else hf"
+    )
     n_samples_per_prompt: int = Field(4, ge=1, le=16384, description="samples per prompt (vLLM's limit: 16384)")
     temperature: float = Field(1.0, ge=0.0, le=2.0, description="0: greedy; vLLM refuses above 2")
     top_p: float = Field(1.0, gt=0.0, le=1.0)

@@ -2,7 +2,8 @@ r"""openrlhf-eval: REC (accuracy at IoU > 0.5, mean IoU), counting and choice ac
 
 openrlhf-eval --config configs/demo_vlm.yaml --actor.model_name_or_path CKPT \
     --data.eval_paths '[rows.jsonl]' --train.output_dir outputs/eval --box last
-    Greedy answers over the dataset (HF engine; vLLM when present), scored by task; writes
+    Greedy answers over the dataset (rollout.backend: HF engine, or vLLM with --vllm.tensor_parallel_size N
+    workers, its CPU build on CPUs), scored by task (math: math-verify, as the reward service); writes
     <train.output_dir>/eval_report.json and eval_outputs.json (VLM-R1's log format). --box last|first: which
     box of the answer a REC row is judged by (default last, VLM-R1's evaluation rule).
 openrlhf-eval --from-outputs rec_outputs.json --box last --task rec --out report.json
@@ -29,7 +30,8 @@ from openrlhf.config import Config
 
 def _print_summary(report: dict) -> None:
     head = f"rows {report['rows']}, accuracy {report['accuracy']:.4f}" if report["rows"] else "no rows"
-    print(f"openrlhf-eval: {head}")
+    engine = f" ({report['engine']})" if report.get("engine") else ""
+    print(f"openrlhf-eval: {head}{engine}")
     for task, entry in report["tasks"].items():
         extra = f", mean IoU {entry['mean_iou']:.4f}" if "mean_iou" in entry else ""
         print(f"  {task}: {entry['rows']} rows, accuracy {entry['accuracy']:.4f}{extra}")

@@ -1,6 +1,10 @@
-"""openrlhf-serve: an OpenAI-compatible chat server (`/v1/chat/completions`) over one checkpoint, HF engine.
+"""openrlhf-serve: an OpenAI-compatible chat server (`/v1/chat/completions`) over one checkpoint.
 
 openrlhf-serve --model outputs/tiny-lm --port 8001 --served-model-name judge --max-batch-size 32
+openrlhf-serve --model outputs/tiny-lm --backend vllm --tensor-parallel-size 2
+
+`--backend` picks the engine as `rollout.backend` does in training: hf (transformers generate), vllm (the
+CUDA build on GPUs, the CPU build on CPUs; text models only there) or auto (vLLM on GPUs, else HF).
 
 Binds loopback unless `--host` says otherwise. `--token-env NAME` requires the bearer token (the API key
 of an OpenAI client) held in the environment variable NAME (default: `OPENRLHF_SERVE_TOKEN` when it is set);
@@ -35,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=32,
         help="most waiting requests (equal sampling parameters, no seed) run as one engine call; 1: one at a time",
+    )
+    p.add_argument(
+        "--backend", default="hf", choices=["hf", "vllm", "auto"], help="rollout engine (as rollout.backend)"
+    )
+    p.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM: workers the model is split over")
+    p.add_argument(
+        "--enforce-eager", action="store_true", help="vLLM: no torch.compile / graphs (starts sooner, decodes slower)"
     )
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"], help="weights dtype")
     p.add_argument("--num-threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -73,6 +84,27 @@ def _token(args: argparse.Namespace) -> tuple[str | None, str | None]:
     return token, None
 
 
+def _load(args: argparse.Namespace):
+    """The served model (weights loaded, engine started) from the parsed arguments."""
+    from openrlhf.serve.model import ChatModel
+
+    return ChatModel(
+        args.model,
+        name=args.served_model_name,
+        max_new_tokens=args.max_new_tokens,
+        max_prompt_tokens=args.max_prompt_tokens,
+        max_n=args.max_n,
+        dtype=args.dtype,
+        num_threads=args.num_threads,
+        seed=args.seed,
+        trust_remote_code=args.trust_remote_code,
+        max_batch_size=args.max_batch_size,
+        backend=args.backend,
+        tensor_parallel_size=args.tensor_parallel_size,
+        enforce_eager=args.enforce_eager,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse, load the model, serve; returns the exit code (2 for bad arguments, 1 when serving failed)."""
     args = parse_args(build_parser(), argv)
@@ -87,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         (args.max_prompt_tokens < 1, f"--max-prompt-tokens {args.max_prompt_tokens} must be >= 1"),
         (args.max_n < 1, f"--max-n {args.max_n} must be >= 1"),
         (args.max_batch_size < 1, f"--max-batch-size {args.max_batch_size} must be >= 1"),
+        (args.tensor_parallel_size < 1, f"--tensor-parallel-size {args.tensor_parallel_size} must be >= 1"),
         (not os.path.isdir(args.model), f"--model {args.model}: no such folder (a Hugging Face checkpoint folder)"),
     ):
         if bad:
@@ -96,25 +129,19 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from openrlhf.serve.app import create_app
-    from openrlhf.serve.model import ChatModel
+    from openrlhf.utils.errors import UserError
 
-    model = ChatModel(
-        args.model,
-        name=args.served_model_name,
-        max_new_tokens=args.max_new_tokens,
-        max_prompt_tokens=args.max_prompt_tokens,
-        max_n=args.max_n,
-        dtype=args.dtype,
-        num_threads=args.num_threads,
-        seed=args.seed,
-        trust_remote_code=args.trust_remote_code,
-        max_batch_size=args.max_batch_size,
-    )
+    try:
+        model = _load(args)
+    except UserError as exc:  # a backend this machine cannot run, a VLM on vLLM's CPU build, a bad checkpoint
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
     info = model.engine.model_info()
     logging.getLogger("openrlhf.serve").info(
-        "serving %s (%s, %s on %s) at http://%s:%d/v1%s",
+        "serving %s (%s, %s engine, %s on %s) at http://%s:%d/v1%s",
         model.name,
         args.model,
+        info["backend"],
         info["dtype"],
         info["device"],
         args.host,

@@ -4,7 +4,8 @@ The checkpoint is ``actor.model_name_or_path``, the dataset ``data.eval_paths`` 
 reads; each row's task picks its metric, see :mod:`openrlhf.eval.metrics`). Prompts are built exactly as in
 training (:class:`openrlhf.rollout.prompt_encoder.PromptEncoder`: chat template, ``data.system_prompt``,
 ``data.task_suffix``, min/max pixels), so a box label carries ``image_size`` and ``input_size``. Generation
-uses ``rollout.backend`` (vLLM when CUDA and vLLM are there, else the HF engine), up to
+uses ``rollout.backend`` (auto: vLLM when CUDA and vLLM are there, else the HF engine; vllm: also vLLM's CPU
+build on CPUs, ``vllm.tensor_parallel_size`` workers as vLLM's own processes), up to
 ``rollout.max_new_tokens`` tokens, sampled as training's held-out evaluation is (``eval.temperature``,
 ``eval.n_samples_per_prompt``: greedy with one answer per prompt by default). With n answers per prompt,
 ``accuracy`` is the mean over every answer (pass@1 estimated from n samples) and ``pass{n}`` the share of prompts
@@ -26,8 +27,10 @@ from openrlhf.eval.metrics import EVAL_TASKS, IOU_THRESHOLD, EvalRow, score_row,
 from openrlhf.utils.errors import UserError
 
 
-def make_engine(cfg: Config):
-    """An in-process rollout engine for ``actor.model_name_or_path`` (no Ray)."""
+def make_engine(cfg: Config, generated_tokens: int | None = None):
+    """An in-process rollout engine for ``actor.model_name_or_path`` (no Ray); ``generated_tokens``: the work
+    planned for it (None: a long-lived engine), which ``rollout.backend auto`` weighs on CPUs."""
+    from openrlhf.models.loading import is_vision_model, load_config
     from openrlhf.plan.layout import resolve_backend
     from openrlhf.rollout.factory import max_model_len
     from openrlhf.utils.vllm_builds import installed_vllm_build
@@ -35,7 +38,11 @@ def make_engine(cfg: Config):
 
     path = cfg.actor.model_name_or_path
     build = installed_vllm_build()
-    if resolve_backend(cfg, cluster_gpu_count(), build.name if build else None) == "vllm":
+    vision = is_vision_model(load_config(path, cfg.actor.trust_remote_code))
+    chosen = resolve_backend(
+        cfg, cluster_gpu_count(), build.name if build else None, vision_model=vision, generated_tokens=generated_tokens
+    )
+    if chosen == "vllm":
         from openrlhf.rollout.vllm_engine import VLLMRolloutEngine
 
         return VLLMRolloutEngine(
@@ -65,6 +72,13 @@ def make_engine(cfg: Config):
         seed=cfg.train.seed,
         trust_remote_code=cfg.actor.trust_remote_code,
     )
+
+
+def engine_description(info: dict[str, Any], cfg: Config) -> str:
+    """ "vllm (cpu build), float32, tensor parallel 2" or "hf, float32": what generated the answers."""
+    if info["backend"] == "vllm":
+        return f"vllm ({info['build']} build), {info['dtype']}, tensor parallel {cfg.vllm.tensor_parallel_size}"
+    return f"hf, {info['dtype']}"
 
 
 def _question(sample) -> str:
@@ -99,8 +113,8 @@ def evaluate_checkpoint(cfg: Config, *, box: str = "last", iou_threshold: float 
             )
     encoder = PromptEncoder(cfg)
     prompts = [encoder.encode(s) for s in samples]
-    engine = make_engine(cfg)
     params = eval_sampling_params(cfg, cfg.train.seed)
+    engine = make_engine(cfg, generated_tokens=len(prompts) * params.n * cfg.rollout.max_new_tokens)
     outputs = engine.generate([p.request for p in prompts], params)
     gen_seconds = time.perf_counter() - t0
     rows, groups = [], []
@@ -127,6 +141,7 @@ def evaluate_checkpoint(cfg: Config, *, box: str = "last", iou_threshold: float 
     report: dict[str, Any] = {
         "checkpoint": cfg.actor.model_name_or_path,
         "datasets": list(cfg.data.eval_paths),
+        "engine": engine_description(engine.model_info(), cfg),
         "box": box,
         "iou_threshold": iou_threshold,
         **summarize_rows(rows),

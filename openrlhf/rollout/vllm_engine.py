@@ -44,6 +44,7 @@ from openrlhf.rollout.dispatch import derive_seed
 from openrlhf.rollout.vllm_worker import WeightRecord, weight_record
 from openrlhf.rollout.weight_switch import WeightSwitch
 from openrlhf.rollout.weight_sync import NamedTensors, WeightMeta
+from openrlhf.utils.errors import UserError
 from openrlhf.utils.vllm_builds import (
     INSTALL_HINTS,
     VllmBuild,
@@ -342,13 +343,6 @@ def ray_executor_env(
     return env
 
 
-def is_multimodal_checkpoint(model_path: str, trust_remote_code: bool = False) -> bool:
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
-    return getattr(config, "vision_config", None) is not None
-
-
 # --------------------------------------------------------------------------- the engine (GPU only)
 
 
@@ -383,9 +377,11 @@ class VLLMRolloutEngine(RolloutEngine):
         (0: every core of this machine), split over the tensor-parallel workers."""
         vllm, build = require_vllm()
         self.build = build
-        self.multimodal = is_multimodal_checkpoint(model_path, trust_remote_code)
+        from openrlhf.models.loading import is_vision_model, load_config
+
+        self.multimodal = is_vision_model(load_config(model_path, trust_remote_code))
         if self.multimodal and not build.runs_vision_models:
-            raise RuntimeError(
+            raise UserError(
                 f"{build.describe()} cannot load vision models: its Qwen2-VL model file imports torchvision, and no "
                 "torchvision build fits its CPU torch; use rollout.backend=hf for VLMs on CPUs"
             )
@@ -439,6 +435,7 @@ class VLLMRolloutEngine(RolloutEngine):
         return {
             "backend": "vllm",
             "build": self.build.name,
+            "device": self.build.device,
             "dtype": str(self.llm.llm_engine.model_config.dtype).removeprefix("torch."),
             "model_path": self.model_path,
             "multimodal": self.multimodal,

@@ -32,6 +32,7 @@ engine in tests/trainer/test_e2e_vllm_cpu.py).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -131,6 +132,8 @@ class WeightSyncWorkerExtension:
 
         self._weight_reload_open = False
         model = self.model_runner.get_model()
+        tied = bool(getattr(self.model_runner.model_config.hf_config, "tie_word_embeddings", False))
+        _quiet_expected_reload_gaps(tied)
         finalize_layerwise_reload(model, self.model_runner.model_config)
         _repack_kept_cpu_weights(model)
         return True
@@ -227,3 +230,28 @@ def _repack_kept_cpu_weights(model: torch.nn.Module) -> int:
             dispatch_cpu_unquantized_gemm(module, remove_weight=False)
             count += 1
     return count
+
+
+class _ExpectedReloadGaps(logging.Filter):
+    """Drops vLLM's "<Layer>: Failed to load weights" for the layers an update never names: the rotary
+    embedding (its cos/sin cache is computed, not loaded) and, with tied embeddings, the LM head (rebuilt from
+    the embedding by :func:`_repack_kept_cpu_weights`). Any other layer's gap is still logged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.expected = {"RotaryEmbedding"}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        gap = record.msg == "%s: Failed to load weights" and bool(record.args)
+        return not (gap and record.args[0] in self.expected)
+
+
+_RELOAD_GAPS = _ExpectedReloadGaps()
+
+
+def _quiet_expected_reload_gaps(tied_embeddings: bool) -> None:
+    """Install the filter on vLLM's layerwise-reload logger (once), expecting the LM head when it is tied."""
+    logger = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
+    if _RELOAD_GAPS not in logger.filters:
+        logger.addFilter(_RELOAD_GAPS)
+    _RELOAD_GAPS.expected = {"RotaryEmbedding", "ParallelLMHead"} if tied_embeddings else {"RotaryEmbedding"}

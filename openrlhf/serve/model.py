@@ -3,7 +3,8 @@
 A request goes the way a training prompt goes: its messages become a :class:`~openrlhf.data.sample.Sample`
 (:func:`openrlhf.serve.messages.to_sample`), :class:`openrlhf.rollout.prompt_encoder.PromptEncoder` applies the
 model's chat template and image processor (no system prompt or task suffix is added: the request's messages
-are the whole prompt), and the HF engine (:func:`openrlhf.eval.checkpoint.make_engine`) samples n responses;
+are the whole prompt), and the rollout engine (:func:`openrlhf.eval.checkpoint.make_engine`: ``backend`` hf, vllm
+or auto, as ``rollout.backend`` in training; vLLM with ``tensor_parallel_size`` workers) samples n responses;
 requests that wait together with equal sampling parameters share one engine call
 (:class:`openrlhf.serve.batching.RequestBatcher`, up to ``max_batch_size`` prompts).
 
@@ -42,6 +43,16 @@ def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
     return (text[: min(hits)], True) if hits else (text, False)
 
 
+def _context_length(path: Path) -> int:
+    """The checkpoint's longest sequence (``max_position_embeddings`` of its text config), 0 when it names none:
+    what a vLLM engine is sized for (prompt and completion together)."""
+    import json
+
+    config = json.loads((path / "config.json").read_text())
+    text = config.get("text_config") or config
+    return int(text.get("max_position_embeddings") or config.get("max_position_embeddings") or 0)
+
+
 class ChatModel:
     """One checkpoint behind the chat completions API; :meth:`complete` is blocking and thread-safe (requests
     from many threads are batched)."""
@@ -59,6 +70,9 @@ class ChatModel:
         seed: int = 0,
         trust_remote_code: bool = False,
         max_batch_size: int = 32,
+        backend: str = "hf",
+        tensor_parallel_size: int = 1,
+        enforce_eager: bool = False,
     ) -> None:
         from openrlhf.config import Config
         from openrlhf.eval.checkpoint import make_engine
@@ -73,7 +87,12 @@ class ChatModel:
             {
                 "actor": {"model_name_or_path": str(path), "dtype": dtype, "trust_remote_code": trust_remote_code},
                 "data": {"prompt_max_len": max_prompt_tokens},
-                "rollout": {"backend": "hf"},
+                "rollout": {"backend": backend, "max_new_tokens": max_new_tokens},
+                "vllm": {
+                    "tensor_parallel_size": tensor_parallel_size,
+                    "max_model_len": _context_length(path),
+                    "enforce_eager": enforce_eager,
+                },
                 "train": {"seed": seed, "num_threads_per_worker": num_threads},
             }
         )

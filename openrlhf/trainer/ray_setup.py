@@ -65,6 +65,19 @@ def init_ray(num_cpus: int | None = None) -> bool:
     return True
 
 
+def _policy_is_vision_model(cfg) -> bool:
+    """Whether the policy checkpoint has a vision tower (what ``rollout.backend auto`` needs on CPUs); False when
+    the backend is named or the checkpoint cannot be read yet (loading it later says why)."""
+    from openrlhf.models.loading import is_vision_model
+
+    if cfg.rollout.backend != "auto" or not cfg.actor.model_name_or_path:
+        return False
+    try:
+        return is_vision_model(cfg.actor.model_name_or_path)
+    except (OSError, ValueError):
+        return False
+
+
 def open_cluster(cfg, *, worker_mode: str | None = None):
     """Join the cluster the run's workers will use (or decide there is none) and resolve the run's layout once.
 
@@ -88,7 +101,11 @@ def open_cluster(cfg, *, worker_mode: str | None = None):
         init_ray()
     build = installed_vllm_build()
     layout = resolve_layout(
-        cfg, cluster_gpus=cluster_gpu_count(), vllm_build=build.name if build else None, joins_cluster=joins
+        cfg,
+        cluster_gpus=cluster_gpu_count(),
+        vllm_build=build.name if build else None,
+        joins_cluster=joins,
+        vision_model=_policy_is_vision_model(cfg),
     )
     started = False
     if layout.worker_mode == "ray" and not joins:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from contextlib import closing
@@ -64,4 +65,32 @@ def init_process_group(rank: int, world_size: int, master_addr: str, master_port
         }
     )
     backend = "nccl" if accelerator_available() else "gloo"
+    if backend == "gloo":  # DeepSpeed builds its shared-memory op here on CPUs (once per extensions folder)
+        clear_stale_build_lock("deepspeed_shm_comm")
     deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, verbose=False)
+
+
+STALE_BUILD_LOCK_S = 900.0  # the op compiles in about 45 s on 2 cores; a lock this old was left by a killed build
+
+
+def clear_stale_build_lock(extension: str, max_age_s: float = STALE_BUILD_LOCK_S) -> bool:
+    """Remove torch's build lock of ``extension`` when it is older than ``max_age_s``: a process killed while it
+    compiled leaves the lock behind, and every later process would wait on it forever (torch's FileBaton has no
+    timeout). Returns whether a lock was removed (and says so on the log)."""
+    import time
+    from pathlib import Path
+
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+
+        lock = Path(_get_build_directory(extension, verbose=False)) / "lock"
+        age = time.time() - lock.stat().st_mtime
+    except (ImportError, OSError):
+        return False
+    if age <= max_age_s:
+        return False
+    logging.getLogger(__name__).warning(
+        "removing %s: a build lock left %.0f s ago by a process that did not finish compiling %s", lock, age, extension
+    )
+    lock.unlink(missing_ok=True)
+    return True

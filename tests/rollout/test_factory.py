@@ -7,7 +7,7 @@ import torch
 
 from openrlhf.config import ConfigError
 from openrlhf.config_loading import build_config
-from openrlhf.plan.layout import resolve_backend, resolve_layout
+from openrlhf.plan.layout import CPU_VLLM_BREAK_EVEN_TOKENS, resolve_backend, resolve_layout
 from openrlhf.rollout.base import SamplingParams
 from openrlhf.rollout.factory import create_rollout_engines, engine_bundles, max_model_len
 
@@ -22,10 +22,41 @@ def test_backend_choice():
     assert resolve_backend(config(rollout={"backend": "hf"}), 8, "cuda") == "hf"
     auto = config(rollout={"backend": "auto"})
     assert resolve_backend(auto, 8, "cuda") == "vllm"
-    # on CPUs auto keeps the HF engine even where vLLM's CPU build is installed (its start-up does not pay off)
-    assert resolve_backend(auto, 0, "cpu") == resolve_backend(auto, 8, None) == resolve_backend(auto, 8, "cpu") == "hf"
+    assert resolve_backend(auto, 8, None) == resolve_backend(auto, 8, "cpu") == resolve_backend(auto, 0, None) == "hf"
+    # on CPUs with vLLM's CPU build: vLLM for a text model and a run long enough to win back its slower start
+    assert resolve_backend(auto, 0, "cpu") == "vllm"  # max_steps 0: as long as the dataset
+    assert resolve_backend(auto, 0, "cpu", vision_model=True) == "hf"
+    assert resolve_backend(auto, 0, "cpu", generated_tokens=CPU_VLLM_BREAK_EVEN_TOKENS) == "vllm"
+    assert resolve_backend(auto, 0, "cpu", generated_tokens=CPU_VLLM_BREAK_EVEN_TOKENS - 1) == "hf"
     vllm = config(rollout={"backend": "vllm"})
     assert resolve_backend(vllm, 8, "cuda") == resolve_backend(vllm, 0, "cpu") == "vllm"
+
+
+def test_auto_weighs_the_planned_tokens_and_says_why():
+    demo = config(
+        rollout={"backend": "auto", "n_samples_per_prompt": 8, "max_new_tokens": 96},
+        train={"max_steps": 30, "rollout_batch_size": 16},
+    )
+    layout = resolve_layout(demo, cluster_gpus=0, vllm_build="cpu", joins_cluster=False)
+    assert layout.backend == "vllm"
+    assert "auto: CPUs, vLLM's CPU build, 368,640 tokens planned, at least the 90,000" in layout.describe()
+    short = demo.model_copy(update={"train": demo.train.model_copy(update={"max_steps": 5})})
+    layout = resolve_layout(short, cluster_gpus=0, vllm_build="cpu", joins_cluster=False)
+    assert layout.backend == "hf" and "61,440 tokens planned, under the" in layout.describe()
+    vlm = resolve_layout(demo, cluster_gpus=0, vllm_build="cpu", joins_cluster=False, vision_model=True)
+    assert vlm.backend == "hf" and "a vision model" in vlm.describe()
+    named = config(rollout={"backend": "hf"})
+    assert "(auto" not in resolve_layout(named, cluster_gpus=0, vllm_build="cpu", joins_cluster=False).describe()
+    # --plan, before any cluster is joined, plans what the run will choose
+    from openrlhf.plan import make_plan
+    from openrlhf.plan.cluster import ClusterSpec
+
+    cpus = ClusterSpec(nodes=1, gpus_per_node=0, gpu_memory_gb=0.0, cpus=4.0, source="test")
+    assert make_plan(demo, cpus, None, vllm_build="cpu").backend == "vllm"
+    assert make_plan(demo, cpus, None, vllm_build=None).backend == make_plan(short, cpus, None).backend == "hf"
+    assert any(
+        "planned as vllm (CPUs, vLLM's CPU build" in n for n in make_plan(demo, cpus, None, vllm_build="cpu").notes
+    )
 
 
 def test_vllm_backend_without_the_build_for_the_cluster_is_refused():

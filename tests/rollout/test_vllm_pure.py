@@ -1,4 +1,5 @@
-"""The vLLM engine's CPU-testable behaviour; vLLM itself cannot run here (no GPU, no CPU wheel).
+"""The vLLM engine's parts that run without starting an engine; the real engine (vLLM's CPU build) runs in
+test_vllm_cpu_engine.py and tests/trainer/test_e2e_vllm_cpu.py.
 
 What vLLM accepts and how it carries our values is checked against the real wheel in test_vllm_contract.py
 (which also converts vLLM's real RequestOutput / CompletionOutput objects).
@@ -25,7 +26,7 @@ from openrlhf.rollout.vllm_engine import (
     vllm_sampling_kwargs,
     weight_record_buckets,
 )
-from openrlhf.rollout.vllm_worker import weight_record, worker_sync_rank
+from openrlhf.rollout.vllm_worker import _quiet_expected_reload_gaps, weight_record, worker_sync_rank
 from openrlhf.rollout.weight_sync import broadcast_named_tensors, create_sync_group_sender, weight_meta
 
 from .helpers import CpuWorker, chat_request, random_image, run_ranks
@@ -165,3 +166,18 @@ def test_weight_buckets_keep_order_and_size():
 def test_worker_needs_a_group_before_receiving(tiny_lm_path):
     with pytest.raises(RuntimeError, match="init_weight_sync_group on the workers first"):
         CpuWorker(0, load_model(tiny_lm_path)).receive_weights([("model.norm.weight", "float32", [256])])
+
+
+def test_only_the_expected_reload_gaps_are_quieted(caplog):
+    """vLLM's layerwise reload warns for every layer an update left empty; the rotary cache and a tied LM head
+    are always empty (computed / rebuilt), any other layer still reaches the log."""
+    import logging
+
+    logger = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
+    for tied, expected in ((True, ["QKVParallelLinear"]), (False, ["ParallelLMHead", "QKVParallelLinear"])):
+        _quiet_expected_reload_gaps(tied)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger=logger.name):
+            for layer in ("RotaryEmbedding", "ParallelLMHead", "QKVParallelLinear"):
+                logger.warning("%s: Failed to load weights", layer)
+        assert [r.args[0] for r in caplog.records] == expected

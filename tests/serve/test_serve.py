@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import io
-from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
@@ -14,7 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from openai.types.chat import ChatCompletion
 from PIL import Image
-from serve_helpers import start_serve
+from serve_helpers import alone_then_together, serving
+from serve_helpers import user as serve_user
 
 from openrlhf.cli.serve import main as serve_main
 from openrlhf.serve.app import create_app, field_path
@@ -31,19 +31,23 @@ def png_data_url(colour=(200, 30, 30), size=(32, 32)) -> str:
 
 
 @pytest.fixture(scope="module")
-def served(tiny_vlm_path, tmp_path_factory):
-    server = start_serve(tiny_vlm_path, tmp_path_factory.mktemp("serve"), name=NAME, args=["--max-new-tokens", "12"])
-    yield server
-    server.stop()
+def server_and_client(tiny_vlm_path, tmp_path_factory):
+    with serving(tiny_vlm_path, tmp_path_factory.mktemp("serve"), name=NAME, args=["--max-new-tokens", "12"]) as both:
+        yield both
 
 
 @pytest.fixture(scope="module")
-def client(served) -> openai.OpenAI:
-    return openai.OpenAI(base_url=served.openai_url, api_key="unused", max_retries=0, timeout=120)
+def served(server_and_client):
+    return server_and_client[0]
+
+
+@pytest.fixture(scope="module")
+def client(server_and_client) -> openai.OpenAI:
+    return server_and_client[1]
 
 
 def user(text: str) -> list[dict]:
-    return [{"role": "system", "content": "You are terse."}, {"role": "user", "content": text}]
+    return serve_user(text, system="You are terse.")
 
 
 def test_models_and_health_name_the_served_model(served, client):
@@ -155,15 +159,7 @@ def test_concurrent_requests_share_engine_calls_and_get_their_own_answers(served
     into fewer engine calls, left-padded together); each prompt gets the same answer either way."""
     prompts = [f"Count to {k} and say {word}." for k, word in enumerate(["red", "a", "circle", "blue", "go", "x"])]
 
-    def ask(text):
-        reply = client.chat.completions.create(model=NAME, messages=user(text), max_tokens=6, temperature=0)
-        return reply.choices[0].message.content
-
-    alone = [ask(text) for text in prompts]
-    before = httpx.get(f"{served.base_url}/stats").json()
-    with ThreadPoolExecutor(len(prompts)) as pool:
-        together = list(pool.map(ask, prompts))
-    after = httpx.get(f"{served.base_url}/stats").json()
+    alone, together, before, after = alone_then_together(served, client, NAME, prompts, system="You are terse.")
     assert together == alone
     assert after["requests"] - before["requests"] == len(prompts)
     assert after["engine_calls"] - before["engine_calls"] < len(prompts), (before, after)
