@@ -43,14 +43,12 @@ def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
     return (text[: min(hits)], True) if hits else (text, False)
 
 
-def _context_length(path: Path) -> int:
-    """The checkpoint's longest sequence (``max_position_embeddings`` of its text config), 0 when it names none:
+def _context_length(path: Path, trust_remote_code: bool) -> int:
+    """The checkpoint's longest sequence (its text config's ``max_position_embeddings``; 0 when it names none):
     what a vLLM engine is sized for (prompt and completion together)."""
-    import json
+    from openrlhf.models.loading import load_config
 
-    config = json.loads((path / "config.json").read_text())
-    text = config.get("text_config") or config
-    return int(text.get("max_position_embeddings") or config.get("max_position_embeddings") or 0)
+    return int(getattr(load_config(path, trust_remote_code).get_text_config(), "max_position_embeddings", 0) or 0)
 
 
 class ChatModel:
@@ -90,7 +88,7 @@ class ChatModel:
                 "rollout": {"backend": backend, "max_new_tokens": max_new_tokens},
                 "vllm": {
                     "tensor_parallel_size": tensor_parallel_size,
-                    "max_model_len": _context_length(path),
+                    "max_model_len": _context_length(path, trust_remote_code),
                     "enforce_eager": enforce_eager,
                 },
                 "train": {"seed": seed, "num_threads_per_worker": num_threads},

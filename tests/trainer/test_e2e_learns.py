@@ -69,7 +69,8 @@ def test_demo_pipeline_raises_reward_and_heldout_accuracy(require_vllm_cpu, ray_
         "--rollout.backend", "vllm", "--vllm.tensor_parallel_size", "2", "--vllm.enforce_eager", "true",
         "--train.output_dir", str(report_dir),
     ]  # fmt: skip
-    out = subprocess.run([sys.executable, "-m", "openrlhf.cli.eval", *argv], capture_output=True, text=True)
+    eval_cmd = [sys.executable, "-m", "openrlhf.cli.eval", *argv]
+    out = subprocess.run(eval_cmd, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads((report_dir / "eval_report.json").read_text())
     print(f"openrlhf-eval, vLLM TP 2: accuracy {report['accuracy']:.2f} (trainer's final evaluation {after:.2f})")
