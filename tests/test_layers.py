@@ -4,8 +4,8 @@ Every module of openrlhf/ is parsed (not imported): each import at any depth cou
 under ``if TYPE_CHECKING:`` as much as a module-level one, and relative imports are resolved. A module may import
 from its own layer and the layers below it, never from one above. Low to high (:data:`LAYERS`):
 
-    utils; models, data, openrlhf_flags; config; config_loading, config_help; algorithms, plan; rollout; workers;
-    trainer; eval, serve; demos; cli
+    utils; models, data, openrlhf_flags; config_base; config_algo; config; config_loading, config_help;
+    algorithms, plan; rollout; workers; trainer; eval, serve; demos; cli
 """
 
 from __future__ import annotations
@@ -17,10 +17,13 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "openrlhf"
 
-# Low to high. config is below its loading and help (config_loading and config_help build on the tree).
+# Low to high. The tree (config_base, config_algo: the algo section, config) is below its loading and help
+# (config_loading and config_help build on the tree).
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("utils",),
     ("models", "data", "openrlhf_flags"),
+    ("config_base",),
+    ("config_algo",),
     ("config",),
     ("config_loading", "config_help"),
     ("algorithms", "plan"),

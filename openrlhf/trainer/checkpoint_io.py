@@ -76,26 +76,39 @@ def atomic_directory(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
     On an exception the temp directory is removed and an existing ``final_dir`` is left as it was.
     An existing ``final_dir`` is replaced: moved aside, the new one renamed in, the old one removed.
     """
-    final_dir = Path(final_dir)
-    final_dir.parent.mkdir(parents=True, exist_ok=True)
-    token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp_dir = final_dir.with_name(f"{_TMP_PREFIX}{final_dir.name}-{token}")
-    tmp_dir.mkdir()
+    tmp_dir = begin_directory(final_dir)
     try:
         yield tmp_dir
-        (tmp_dir / COMPLETE_MARKER).write_text("ok\n")
-        fsync_tree(tmp_dir)
-        old_dir = None
-        if final_dir.exists():
-            old_dir = final_dir.with_name(f"{_OLD_PREFIX}{final_dir.name}-{token}")
-            os.rename(final_dir, old_dir)
-        os.rename(tmp_dir, final_dir)
-        _fsync_path(final_dir.parent)
-        if old_dir is not None:
-            shutil.rmtree(old_dir, ignore_errors=True)
+        commit_directory(tmp_dir, final_dir)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
+
+
+def begin_directory(final_dir: str | os.PathLike[str]) -> Path:
+    """The temp directory of :func:`atomic_directory`, for a write that finishes later (:func:`commit_directory`;
+    on failure remove it)."""
+    final_dir = Path(final_dir)
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = final_dir.with_name(f"{_TMP_PREFIX}{final_dir.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp_dir.mkdir()
+    return tmp_dir
+
+
+def commit_directory(tmp_dir: Path, final_dir: str | os.PathLike[str]) -> None:
+    """Mark ``tmp_dir`` complete, fsync it and rename it to ``final_dir`` (an existing one is replaced)."""
+    final_dir = Path(final_dir)
+    token = tmp_dir.name.rsplit("-", 2)[-2:]
+    (tmp_dir / COMPLETE_MARKER).write_text("ok\n")
+    fsync_tree(tmp_dir)
+    old_dir = None
+    if final_dir.exists():
+        old_dir = final_dir.with_name(f"{_OLD_PREFIX}{final_dir.name}-{'-'.join(token)}")
+        os.rename(final_dir, old_dir)
+    os.rename(tmp_dir, final_dir)
+    _fsync_path(final_dir.parent)
+    if old_dir is not None:
+        shutil.rmtree(old_dir, ignore_errors=True)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

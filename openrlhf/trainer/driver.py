@@ -13,6 +13,8 @@ This file holds the loop: :meth:`RLTrainer.fit` (set-up, steps, finish), one ste
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
 import os
 import time
@@ -27,10 +29,12 @@ from openrlhf.config import Config, ConfigError, dump_config
 from openrlhf.data.sample import Sample
 from openrlhf.rollout.prompt_encoder import PromptEncoder
 from openrlhf.trainer.async_rollouts import AsyncRollouts, ProducedBatch, overlap_share
+from openrlhf.trainer.checkpoint_writer import PENDING_ROLLOUTS_FILE, CheckpointWriter
 from openrlhf.trainer.evaluation import BestModel
 from openrlhf.trainer.experience_maker import build_experience, sampling_params
 from openrlhf.trainer.preflight import absolutize_model_paths, check_reward_urls_reachable
 from openrlhf.trainer.prompt_stream import PromptStream
+from openrlhf.trainer.reward_client import replica_metrics
 from openrlhf.trainer.run_resources import RunResources
 from openrlhf.trainer.step_phases import (
     fill_log_probs,
@@ -40,13 +44,18 @@ from openrlhf.trainer.step_phases import (
     step_advantages,
 )
 from openrlhf.trainer.streamed_rollout import generate_and_score
+from openrlhf.trainer.supervisor import (
+    LaunchedServerLost,
+    RunFault,
+    RunSupervisor,
+    identify_fault,
+    resume_command,
+)
 
 
 class TrainingStopped(RuntimeError):
     """The run stopped early for a reason it names; a checkpoint of the last good step was saved."""
 
-
-PENDING_ROLLOUTS_FILE = "pending_rollouts.pt"
 
 # A test-only seam: OPENRLHF_FAULT_INJECTION="nonfinite_at_steps=2,4,5" makes the policy's loss non-finite at
 # those steps, so the suite can check the NaN guard on a real run. Not a setting: nothing else reads it.
@@ -73,6 +82,7 @@ class RLTrainer:
         self.cfg = cfg
         self.output_dir = Path(cfg.train.output_dir)
         self.ckpt_root = Path(cfg.ckpt.path) if cfg.ckpt.path else self.output_dir / "ckpt"
+        self.ckpt_writer = CheckpointWriter(self.ckpt_root, cfg.ckpt.keep, cfg.ckpt.save_hf)
         # Training state (what a checkpoint saves):
         self.step = 0
         self.history: list[dict[str, Any]] = []
@@ -90,6 +100,8 @@ class RLTrainer:
         self.train_windows: list[tuple[float, float]] = []  # when the policy computed, for async/overlap
         self.timeline: list[tuple[str, str, float, float]] = []  # the last step's (role, phase, start, end)
         self.nonfinite_steps = injected_nonfinite_steps()
+        self.supervisor = RunSupervisor(cfg.train.max_restarts, cfg.train.call_timeout_s_min)
+        self.total_optimizer_steps = 0
 
     @property
     def use_reference(self) -> bool:
@@ -190,6 +202,7 @@ class RLTrainer:
         exp = build_experience(produced.rollout, self.encoder.tokenizer.pad_token_id)
         shaped = shape_rewards(produced.rollout, exp, cfg, res.layout.policy_ranks)
         metrics = shaped.metrics
+        metrics.update(replica_metrics(self.reward_source))
         if not bool(shaped.keep.any()):
             metrics["train/skipped_no_signal"] = 1.0
             timings["step"] = time.perf_counter() - t_step
@@ -253,36 +266,20 @@ class RLTrainer:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def save_checkpoint(self) -> Path:
-        from openrlhf.trainer.checkpoint_io import (
-            atomic_directory,
-            checkpoint_dir,
-            rotate_checkpoints,
-            save_driver_state,
-        )
-
-        final = checkpoint_dir(self.ckpt_root, self.step)
+    def save_checkpoint(self, background: bool = False) -> Path:
+        """Checkpoint the current step (openrlhf/trainer/checkpoint_writer.py); ``background``: the workers
+        write while the run goes on (ckpt.async_save), complete when the writer's ``wait()`` returns."""
         # Batches generated but not trained yet (async mode: by weights no checkpoint holds) are saved, and the
         # prompt stream's position is the one after the last of them.
         pending = self.rollouts.pending() if self.rollouts is not None else list(self.pending)
-        with atomic_directory(final) as tmp:
-            self.res.policy.call("save_checkpoint", str(tmp.parent), tmp.name, {"optimizer_steps": self.step})
-            if self.cfg.ckpt.save_hf:
-                self.res.policy.call("export_hf", str(tmp / "hf"))
-            if pending:
-                torch.save(pending, tmp / PENDING_ROLLOUTS_FILE)
-            save_driver_state(
-                tmp,
-                {
-                    "step": self.step,
-                    "stream": pending[-1].stream_state if pending else self._stream_state_after_training(),
-                    "kl_controller": self.kl_controller.state_dict(),
-                    "history": self.history,
-                    "best_model": self.best.state(),
-                },
-            )
-        rotate_checkpoints(self.ckpt_root, self.cfg.ckpt.keep)
-        return final
+        state = {
+            "step": self.step,
+            "stream": pending[-1].stream_state if pending else self._stream_state_after_training(),
+            "kl_controller": self.kl_controller.state_dict(),
+            "history": copy.deepcopy(self.history),
+            "best_model": self.best.state(),
+        }
+        return self.ckpt_writer.save(self.res.policy, self.step, state, pending, background=background)
 
     def _stream_state_after_training(self) -> dict:
         """The prompt position after the last trained batch: in async mode not the stream's own, which may be
@@ -292,7 +289,7 @@ class RLTrainer:
         return self.stream.state()
 
     def _maybe_resume(self) -> None:
-        from openrlhf.trainer.checkpoint_io import latest_checkpoint, load_driver_state
+        from openrlhf.trainer.checkpoint_io import latest_checkpoint
 
         if not self.cfg.ckpt.load_enable:
             return
@@ -300,17 +297,80 @@ class RLTrainer:
         if latest is None:
             print(f"[train] ckpt.load_enable: no checkpoint under {self.ckpt_root}, starting fresh")
             return
-        state = load_driver_state(latest)
-        self.res.policy.call("load_checkpoint", str(latest.parent), latest.name)
-        if (latest / PENDING_ROLLOUTS_FILE).is_file():
-            self.pending = torch.load(latest / PENDING_ROLLOUTS_FILE, weights_only=False)
+        self._load_checkpoint(latest)
+        self.sync_weights()
+        print(f"[train] resumed from {latest} at step {self.step}")
+
+    def _load_checkpoint(self, path: Path) -> None:
+        """The training state of checkpoint ``path``: policy (and optimizer), prompt position, KL controller,
+        history, best model, and the generated batches it saved."""
+        from openrlhf.trainer.checkpoint_io import load_driver_state
+
+        state = load_driver_state(path)
+        self.res.policy.call("load_checkpoint", str(path.parent), path.name)
+        self.pending = []
+        if (path / PENDING_ROLLOUTS_FILE).is_file():
+            self.pending = torch.load(path / PENDING_ROLLOUTS_FILE, weights_only=False)
         self.step = int(state["step"])
         self.stream.load_state(state["stream"])
         self.kl_controller.load_state_dict(state["kl_controller"])
         self.history = list(state.get("history", []))
         self.best.load_state(state.get("best_model"))
+
+    def _fresh_state(self) -> None:
+        """The training state of step 0 (a lost part before the first checkpoint: the run starts over)."""
+        from openrlhf.algorithms import make_kl_controller
+
+        self.step, self.history, self.pending, self.taken_stream_state = 0, [], [], None
+        self.stream.load_state(self.stream_start)
+        self.kl_controller = make_kl_controller(self.cfg.algo.kl)
+        self.best = BestModel.from_config(self.cfg, self.output_dir)
+
+    # ------------------------------------------------------------------ faults
+
+    def _recover(self, fault: RunFault, logger, stack: ExitStack) -> None:
+        """A part of the run was lost: tear the worker groups down, place them again on what the cluster has
+        now, go on from the last checkpoint (pending batches included). Past train.max_restarts, or when the
+        cluster cannot hold the run any more, stop with one line and the resume command."""
+        from openrlhf.trainer.checkpoint_io import latest_checkpoint
+        from openrlhf.workers.placement import PlacementError
+
+        print(f"[train] {fault.line()}")
+        self._close_rollouts()
+        with contextlib.suppress(Exception):  # a write in flight completes, or fails with the lost part
+            self.ckpt_writer.wait()
+        self.res.close()
+        latest = latest_checkpoint(self.ckpt_root)
+        kept = f"the last checkpoint is {latest}" if latest else "no checkpoint was saved yet"
+        if not self.supervisor.admit(fault):
+            raise TrainingStopped(
+                f"{fault.line()}; that is {self.supervisor.restarts} lost part(s), past train.max_restarts="
+                f"{self.cfg.train.max_restarts}; {kept}; resume with: {resume_command()}"
+            )
+        lost_at = self.step
+        if fault.kind == "reward":
+            server = self.reward_source.launched_server
+            server.restart()
+            self.reward_source.urls = [server.url]
+            print(f"[train] the reward server answers again at {server.url}")
+        print(f"[train] restart {self.supervisor.restarts} of {self.cfg.train.max_restarts}: placing the workers again")
+        try:
+            self.res = RunResources(self.cfg, self.res.layout).start(self.total_optimizer_steps)
+        except PlacementError as exc:
+            raise TrainingStopped(
+                f"{fault.line()}; the cluster cannot hold the run any more ({exc}); {kept}; "
+                f"resume with: {resume_command()}"
+            ) from exc
+        if latest is not None:
+            self._load_checkpoint(latest)
+        else:
+            self._fresh_state()
         self.sync_weights()
-        print(f"[train] resumed from {latest} at step {self.step}")
+        fault.steps_redone = lost_at - self.step
+        logger.rewind(self.step, self.history)
+        print(f"[train] going on from step {self.step} ({kept}; {fault.steps_redone} step(s) to do again)")
+        if self.cfg.train.async_enable:
+            self._start_rollouts(stack, logger.total_steps)
 
     # ------------------------------------------------------------------ the run
 
@@ -327,6 +387,7 @@ class RLTrainer:
         self.stream = PromptStream(
             train_samples, self.cfg.train.rollout_batch_size, self.cfg.train.seed, self.cfg.data.shuffle
         )
+        self.stream_start = self.stream.state()
         check_reward_urls_reachable(self.cfg.reward)
         summary: dict[str, Any] = {}
         with ExitStack() as stack:
@@ -349,6 +410,7 @@ class RLTrainer:
         from openrlhf.trainer.ray_setup import open_cluster
 
         cfg = self.cfg
+        self.total_optimizer_steps = total_optimizer_steps
         # Start-up in parallel: the tokenizer (and transformers' import) loads in a thread while Ray starts
         # and the workers import and initialise in their own processes.
         pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="prompt-encoder"))
@@ -388,18 +450,29 @@ class RLTrainer:
         if cfg.train.async_enable:
             self._start_rollouts(stack, total_steps)
         stop_reason = None
+        self.supervisor.arm()
+        stack.callback(self.supervisor.disarm)
         while self.step < total_steps and stop_reason is None:
-            metrics = self._guarded_step()
-            self.step += 1
-            if cfg.train.eval_steps and self.step % cfg.train.eval_steps == 0 and self.step < total_steps:
-                metrics.update(self.evaluate(heldout))
-            self.history.append({"step": self.step, **metrics})
-            logger.log(self.step, metrics)
-            write_timeline(self.output_dir / "timeline.jsonl", self.step, self.timeline, self.t_start)
-            stop_reason = self._nonfinite_stop(metrics)
-            if stop_reason is None and cfg.ckpt.interval and self.step % cfg.ckpt.interval == 0:
-                self.save_checkpoint()
-        final_ckpt = self.save_checkpoint()
+            try:
+                metrics = self._guarded_step()
+                metrics.update(self.supervisor.step_done(metrics.get("timing/step", 0.0)))
+                self.step += 1
+                if cfg.train.eval_steps and self.step % cfg.train.eval_steps == 0 and self.step < total_steps:
+                    metrics.update(self.evaluate(heldout))
+                self.history.append({"step": self.step, **metrics})
+                stop_reason = self._nonfinite_stop(metrics)
+                if stop_reason is None and cfg.ckpt.interval and self.step % cfg.ckpt.interval == 0:
+                    t = time.perf_counter()
+                    self.save_checkpoint(background=cfg.ckpt.async_save)
+                    metrics["timing/checkpoint"] = time.perf_counter() - t  # what the loop waited for it
+                logger.log(self.step, metrics)
+                write_timeline(self.output_dir / "timeline.jsonl", self.step, self.timeline, self.t_start)
+            except Exception as exc:
+                fault = identify_fault(exc, self.res, self.step)
+                if fault is None:
+                    raise
+                self._recover(fault, logger, stack)
+        final_ckpt = self.save_checkpoint()  # waits for a background write first, then writes in the foreground
         self._close_rollouts()
         if stop_reason:
             raise TrainingStopped(f"{stop_reason}; checkpoint saved to {final_ckpt}")
@@ -430,12 +503,16 @@ class RLTrainer:
         stack.callback(self._close_rollouts)
 
     def _guarded_step(self) -> dict[str, float]:
-        """One step; a reward service that failed past its retries stops the run with a checkpoint."""
+        """One step; a reward service that failed past its retries stops the run with a checkpoint (the server
+        the run launched itself, when it died, is a lost part: restarted, see :meth:`_recover`)."""
         from openrlhf.trainer.reward_client import RewardError
 
         try:
             return self.train_step() if self.rollouts is None else self.async_step()
         except RewardError as exc:
+            server = getattr(self.reward_source, "launched_server", None)
+            if server is not None and not server.is_running():
+                raise LaunchedServerLost(f"its process ended ({exc})") from exc
             path = self.save_checkpoint()
             raise TrainingStopped(
                 f"step {self.step + 1}: the reward service failed after its retries ({exc}); "
@@ -468,6 +545,9 @@ class RLTrainer:
                 "mean_step_seconds": nanmean(h.get("timing/step", float("nan")) for h in self.history),
             }
         )
+        summary.update(self.supervisor.summary())
+        if self.res.placement:
+            summary["placement"] = self.res.placement
         if self.best.value is not None:
             summary.update(
                 {"best_model": str(self.best.directory), "best_metric": self.best.value, "best_step": self.best.step}

@@ -89,4 +89,5 @@ def open_reward_source(reward_cfg: RewardConfig, log_dir: str | os.PathLike[str]
             urls = [server.url]
         source = create_reward_source(reward_cfg, urls=urls)
         stack.callback(source.close)
+        source.launched_server = server if reward_cfg.launch_local_server else None  # restarted if it dies
         yield source

@@ -75,6 +75,7 @@ class MetricsLogger:
         self.output_dir = Path(output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.cfg = logger_cfg
+        self.total_steps = total_steps
         self.path = self.output_dir / METRICS_FILE
         self._jsonl = open(self.path, "a" if append else "w", encoding="utf-8") if logger_cfg.jsonl else None  # noqa: SIM115
         self._tb = None
@@ -124,6 +125,18 @@ class MetricsLogger:
                     postfix[label] = f"{scalars[key]:.4g}"
             self._bar.set_postfix(postfix, refresh=False)
             self._bar.update(max(step - self._bar.n, 0))
+
+    def rewind(self, step: int, history: Iterable[Mapping[str, Any]]) -> None:
+        """The run went back to ``step`` (a restart from a checkpoint): metrics.jsonl keeps the steps up to it
+        (:func:`prepare_metrics_for_resume`) and the steps after it are logged again, once each. TensorBoard
+        shows the later write of a step; wandb ignores steps it has seen."""
+        if self._jsonl is not None:
+            self._jsonl.close()
+            prepare_metrics_for_resume(self.output_dir, step, history)
+            self._jsonl = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        if self._bar is not None:
+            self._bar.n = step
+            self._bar.refresh()
 
     def close(self) -> None:
         if self._jsonl is not None:

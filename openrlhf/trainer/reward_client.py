@@ -17,6 +17,7 @@ import importlib.util
 import math
 import os
 import threading
+import time
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,10 @@ class RewardError(RuntimeError):
 
 class RewardServiceError(RewardError):
     """The reward HTTP service failed: down, timing out, answering 4xx/5xx, or answering nonsense."""
+
+
+class RewardRequestRejected(RewardServiceError):
+    """A reward server answered 4xx: the request itself is bad, so another replica would refuse it too."""
 
 
 class RewardFunctionError(RewardError):
@@ -273,7 +278,10 @@ class RemoteRewardClient:
     """Scores batches on one or more reward servers.
 
     A batch is cut into chunks of ``batch_size`` samples; chunk ``i`` goes to ``urls[i % len(urls)]``,
-    at most ``concurrency`` requests are in flight, and the answers are put back in order. Connect
+    at most ``concurrency`` requests are in flight, and the answers are put back in order. With several
+    servers (replicas), one that fails (connection refused, timeout, 5xx) loses its chunk to the next one at
+    once and gets no requests for ``replica_cooldown`` seconds, then is tried again; only the last server left
+    uses the retries below. ``failovers`` and ``down_urls()`` count it. Connect
     errors, timeouts and 5xx answers are retried ``retries`` times, sleeping ``backoff * 2**k`` seconds
     before retry ``k+1``; a 4xx is not retried. A 503 with ``Retry-After`` (a busy server's back-pressure) is
     waited out and resent without using a retry, for up to ``busy_wait`` seconds in all per request.
@@ -291,6 +299,7 @@ class RemoteRewardClient:
         batch_size: int = 64,
         token: str | None = None,
         busy_wait: float = 600.0,
+        replica_cooldown: float = 30.0,
     ) -> None:
         urls = [urls] if isinstance(urls, str) else list(urls)
         if not urls:
@@ -310,6 +319,9 @@ class RemoteRewardClient:
         self.concurrency = concurrency
         self.batch_size = batch_size
         self.busy_wait = busy_wait
+        self.replica_cooldown = replica_cooldown
+        self.failovers = 0  # chunks resent to another server because theirs failed
+        self._down_until: dict[str, float] = {}
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._loop: _LoopThread | None = None
         self._http: httpx.AsyncClient | None = None
@@ -331,6 +343,7 @@ class RemoteRewardClient:
             batch_size=reward_cfg.batch_size,
             token=token,
             busy_wait=reward_cfg.busy_wait,
+            replica_cooldown=reward_cfg.replica_cooldown_s,
         )
 
     # -- sync API
@@ -382,7 +395,7 @@ class RemoteRewardClient:
                 "prompts": list(prompts[start:end]),
                 "labels": list(labels[start:end]),
             }
-            jobs.append(self._post_with_retries(self.urls[i % len(self.urls)], body, semaphore))
+            jobs.append(self._post_any(i, body, semaphore))
         tasks = [asyncio.ensure_future(job) for job in jobs]
         try:
             parts = await asyncio.gather(*tasks)
@@ -392,10 +405,43 @@ class RemoteRewardClient:
             raise
         return merge_results(parts)
 
-    async def _post_with_retries(self, url: str, body: dict[str, Any], semaphore: asyncio.Semaphore) -> RewardResult:
+    def down_urls(self) -> list[str]:
+        """The servers that failed within the last ``replica_cooldown`` seconds."""
+        now = time.monotonic()
+        return [url for url, until in self._down_until.items() if until > now]
+
+    def _order(self, chunk: int) -> list[str]:
+        """Chunk ``chunk``'s servers to try: its own in the rotation first, the ones marked down last."""
+        rotated = self.urls[chunk % len(self.urls) :] + self.urls[: chunk % len(self.urls)]
+        down = set(self.down_urls())
+        return [u for u in rotated if u not in down] + [u for u in rotated if u in down]
+
+    async def _post_any(self, chunk: int, body: dict[str, Any], semaphore: asyncio.Semaphore) -> RewardResult:
+        """Chunk ``chunk`` to its server; when that fails, to the next one (see the class docstring)."""
+        order = self._order(chunk)
+        errors = []
+        for k, url in enumerate(order):
+            last = k == len(order) - 1
+            try:
+                return await self._post_with_retries(url, body, semaphore, self.retries if last else 0)
+            except RewardRequestRejected:
+                raise
+            except RewardServiceError as exc:
+                if last:
+                    if not errors:
+                        raise
+                    raise RewardServiceError(f"every reward server failed: {'; '.join([*errors, str(exc)])}") from None
+                self._down_until[url] = time.monotonic() + self.replica_cooldown
+                self.failovers += 1
+                errors.append(str(exc))
+        raise AssertionError("unreachable")
+
+    async def _post_with_retries(
+        self, url: str, body: dict[str, Any], semaphore: asyncio.Semaphore, retries: int
+    ) -> RewardResult:
         assert self._http is not None
         n = len(body["query"])
-        attempts = self.retries + 1
+        attempts = retries + 1
         last_error = ""
         attempt = 0
         waited_busy = 0.0
@@ -423,7 +469,7 @@ class RemoteRewardClient:
                 last_error = f"HTTP {response.status_code}: {_short(response.text)}"
                 continue
             if response.status_code >= 400:
-                raise RewardServiceError(
+                raise RewardRequestRejected(
                     f"reward server {url} rejected the request with HTTP {response.status_code} "
                     f"(not retried): {_short(response.text)}"
                 )
@@ -442,6 +488,14 @@ class RemoteRewardClient:
             f"reward server {url} failed after {attempts} attempt{'s' if attempts > 1 else ''} "
             f"(timeout {self.timeout:g} s, backoff {self.backoff:g} s): {last_error}"
         )
+
+
+def replica_metrics(source: Any) -> dict[str, float]:
+    """``reward/failovers`` (chunks resent to another server so far) and ``reward/replicas_down`` (servers in
+    their cool-down now) when the run scores on several reward servers; empty otherwise."""
+    if not isinstance(source, RemoteRewardClient) or len(source.urls) < 2:
+        return {}
+    return {"reward/failovers": float(source.failovers), "reward/replicas_down": float(len(source.down_urls()))}
 
 
 # --------------------------------------------------------------------------- reward_func file

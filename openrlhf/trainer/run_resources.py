@@ -41,6 +41,12 @@ def start_policy_group(
     return group, pg
 
 
+def _node_id(_actor: Any) -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
 class RunResources:
     """The worker groups, engines, placement groups and weight pusher of one run; :meth:`close` frees them all."""
 
@@ -52,6 +58,7 @@ class RunResources:
         self.engines: list[Any] = []
         self.placement_groups: list[Any] = []
         self.pusher: Any = None
+        self.placement: dict[str, list[str]] = {}  # role -> Ray node id of each rank (Ray actors only)
 
     def start(self, total_optimizer_steps: int) -> RunResources:
         """Place and start every role (policy, reference, engines) as the layout says; returns self."""
@@ -76,7 +83,26 @@ class RunResources:
         else:
             self.engines = self._start_engines(policy_pg)
         self.pusher = WeightPusher(cfg, self.policy, self.engines, layout)
+        if layout.worker_mode == "ray":
+            self.placement = self._placement()
+            print(
+                "[train] placed: "
+                + "; ".join(f"{role} on {', '.join(n[:8] for n in nodes)}" for role, nodes in self.placement.items())
+            )
         return self
+
+    def _placement(self) -> dict[str, list[str]]:
+        """The Ray node id each rank of each role runs on (where a lost part was, and what the tests check)."""
+        from openrlhf.utils.actor_calls import wait_for
+
+        roles = {"policy": self.policy.handles, "engines": self.engines}
+        if self.reference is not None:
+            roles["reference"] = self.reference.handles
+        return {
+            role: wait_for([h.__ray_call__.remote(_node_id) for h in handles], f"{role}: node id")
+            for role, handles in roles.items()
+            if handles
+        }
 
     def _start_reference(self, cfg_dict: dict, policy_pg: Any) -> Any:
         from openrlhf.workers.placement import WorkerGroup, bundle_spec, create_placement_group, ranks_per_node

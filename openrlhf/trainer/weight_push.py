@@ -53,7 +53,7 @@ class WeightPusher:
     def _engines_call(self, method: str, *args) -> list:
         from openrlhf.utils.actor_calls import wait_for
 
-        return wait_for([getattr(e, method).remote(*args) for e in self.engines])
+        return wait_for([getattr(e, method).remote(*args) for e in self.engines], f"engines.{method}")
 
     def after_generation(self) -> None:
         """The engines are done for this step: free their memory for training (vllm.enable_sleep)."""
@@ -80,10 +80,12 @@ class WeightPusher:
             self._engines_call("wake_up", ["kv_cache"])
 
     def _push_ipc(self) -> None:
-        import ray
+        from openrlhf.utils.actor_calls import wait_for
 
         if self._buckets is None:
-            self._buckets = ray.get(self.policy.handles[0].ipc_buckets.remote(self.bucket_bytes))
+            self._buckets = wait_for(
+                [self.policy.handles[0].ipc_buckets.remote(self.bucket_bytes)], "policy.ipc_buckets"
+            )[0]
         try:
             for names in self._buckets:
                 payloads = self.policy.call("ipc_weight_bucket", names)
@@ -94,15 +96,14 @@ class WeightPusher:
 
     def _init_broadcast_group(self) -> None:
         """One torch.distributed group: policy rank 0 (rank 0) and every engine rank, apart from DeepSpeed's."""
-        import ray
-
         from openrlhf.rollout.weight_sync import engine_sync_ranks, sync_world_size
+        from openrlhf.utils.actor_calls import wait_for
 
         per_engine = self.cfg.vllm.tensor_parallel_size if self.backend == "vllm" else 1
         world = sync_world_size(len(self.engines), per_engine)
         # NCCL needs GPUs: HF engines and every engine on a CPU cluster (vLLM's CPU build) broadcast over gloo.
         backend = self.cfg.vllm.sync_backend if self.backend == "vllm" and self.gpus else "gloo"
-        addr, port = ray.get(self.policy.handles[0].sync_address.remote())
+        addr, port = wait_for([self.policy.handles[0].sync_address.remote()], "policy.sync_address")[0]
         name = f"weight-sync-{port}"
         refs = [h.init_weight_sync.remote(addr, port, world, name, backend) for h in self.policy.handles]
         ranks = engine_sync_ranks(len(self.engines), per_engine)
@@ -110,25 +111,27 @@ class WeightPusher:
             e.init_weight_sync_group.remote(addr, port, r, world, name, backend)
             for e, r in zip(self.engines, ranks, strict=True)
         ]
-        ray.get(refs)
+        wait_for(refs, "weight-sync group set-up (policy rank 0 and the engines)")
         self._group_ready = True
 
     def _push_broadcast(self) -> None:
-        import ray
+        from openrlhf.utils.actor_calls import wait_for
 
         if not self._group_ready:
             self._init_broadcast_group()
-        meta = ray.get(self.policy.handles[0].weight_sync_meta.remote())
+        meta = wait_for([self.policy.handles[0].weight_sync_meta.remote()], "policy.weight_sync_meta")[0]
         refs = [h.broadcast_weights.remote() for h in self.policy.handles]
         refs += [engine.receive_weights.remote(meta) for engine in self.engines]
-        ray.get(refs)
+        wait_for(refs, "weight broadcast (policy -> engines)")
 
     def _push_object_store(self) -> None:
         import ray
 
+        from openrlhf.utils.actor_calls import wait_for
+
         weights = self.policy.call("get_weights")[0]
         ref = ray.put(weights)
-        ray.get([engine.update_weights.remote(ref) for engine in self.engines])
+        wait_for([engine.update_weights.remote(ref) for engine in self.engines], "engines.update_weights")
 
     def describe(self) -> dict[str, Any]:
         return {"mode": self.mode, "engines_sleep": self.engines_sleep, "policy_sleeps": self.policy_sleeps}

@@ -71,13 +71,52 @@ class InDriverHandle:
         self._instance = None
 
 
-def wait_for(refs: list) -> list:
-    """The results of ``refs``: in-driver results directly, Ray object refs through ``ray.get``."""
+class CallTimeout(TimeoutError):
+    """A call to a worker or engine passed the run's deadline (:data:`CALL_DEADLINE`); the message names it."""
+
+
+class CallDeadline:
+    """How long one wait on workers may last: ``seconds`` (None: no deadline). The driver sets it from the
+    measured step times (openrlhf/trainer/supervisor.py), so a hung worker or collective ends the wait."""
+
+    def __init__(self) -> None:
+        self.seconds: float | None = None
+
+
+CALL_DEADLINE = CallDeadline()
+
+
+def _describe(ref: Any) -> str:
+    return getattr(ref, "task_name", None) or str(ref)
+
+
+def wait_for(refs: list, what: str = "") -> list:
+    """The results of ``refs``: in-driver results directly, Ray object refs through ``ray.get``.
+
+    Ray refs are waited on together: the first one that holds an error raises at once (a rank that died
+    leaves the others blocked in a collective: their results would never come), and past
+    :data:`CALL_DEADLINE` a :class:`CallTimeout` names ``what`` and how many calls had not answered.
+    """
     if refs and all(isinstance(r, InDriverResult) for r in refs):
         return [r.result() for r in refs]
+    import time
+
     import ray
 
-    return ray.get(refs)
+    deadline = CALL_DEADLINE.seconds
+    start = time.monotonic()
+    pending = list(refs)
+    values: dict[Any, Any] = {}
+    while pending:
+        left = None if deadline is None else max(0.0, deadline - (time.monotonic() - start))
+        ready, pending = ray.wait(pending, num_returns=1, timeout=left)
+        if not ready:
+            raise CallTimeout(
+                f"{what or 'a call to the workers'}: {len(pending)} of {len(refs)} calls did not answer within "
+                f"{deadline:.0f} s (the run's call deadline)"
+            )
+        values[ready[0]] = ray.get(ready[0])  # raises now when the call failed or its worker died
+    return [values[ref] for ref in refs]
 
 
 def stream_calls(calls: Sequence[tuple[Any, str, tuple]]) -> Iterator[tuple[int, Any]]:
@@ -99,8 +138,19 @@ def stream_calls(calls: Sequence[tuple[Any, str, tuple]]) -> Iterator[tuple[int,
         getattr(handle, method).options(num_returns="streaming").remote(*args): index
         for index, (handle, method, args) in enumerate(calls)
     }
+    import time
+
+    last_item = time.monotonic()
     while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
+        deadline = CALL_DEADLINE.seconds
+        left = None if deadline is None else max(0.0, deadline - (time.monotonic() - last_item))
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=left)
+        if not ready:
+            raise CallTimeout(
+                f"{len(pending)} streaming call(s) ({calls[0][1]}) gave nothing for {deadline:.0f} s "
+                "(the run's call deadline)"
+            )
+        last_item = time.monotonic()
         for generator in ready:
             try:
                 ref = next(generator)

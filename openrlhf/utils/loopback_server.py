@@ -163,6 +163,21 @@ class LoopbackServer:
                 )
             time.sleep(0.1)
 
+    def restart(self) -> LoopbackServer:
+        """Start the server again after it died: on its old port when that is free (its clients keep their
+        URL), else on a new one (read ``base_url`` again)."""
+        old_port = self.port
+        self.stop()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._spawn(old_port)
+            self._wait_healthy()
+            atexit.register(self.stop)
+            return self
+        except ServerStartError:
+            self.stop()
+            return self.start()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Terminate the server (SIGTERM), kill it if it still runs after ``timeout`` s, then kill
         whatever is left of its process group (worker processes of a server that died abruptly)."""

@@ -134,7 +134,7 @@ class WorkerGroup:
         """Call ``method`` with the same arguments on every rank; wait for all results."""
         from openrlhf.utils.actor_calls import wait_for
 
-        return wait_for([getattr(h, method).remote(*args, **kwargs) for h in self.handles])
+        return wait_for([getattr(h, method).remote(*args, **kwargs) for h in self.handles], f"{self.name}.{method}")
 
     def call_per_rank(self, method: str, per_rank_args: list[tuple], **kwargs) -> list:
         from openrlhf.utils.actor_calls import wait_for
@@ -142,7 +142,8 @@ class WorkerGroup:
         if len(per_rank_args) != len(self.handles):
             raise ValueError(f"{self.name}: {len(per_rank_args)} argument sets for {len(self.handles)} workers")
         return wait_for(
-            [getattr(h, method).remote(*a, **kwargs) for h, a in zip(self.handles, per_rank_args, strict=False)]
+            [getattr(h, method).remote(*a, **kwargs) for h, a in zip(self.handles, per_rank_args, strict=False)],
+            f"{self.name}.{method}",
         )
 
     def shutdown(self) -> None:

@@ -26,7 +26,6 @@ pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 SAMPLER_POLICY_TOLERANCE = 1e-3
 
 LAYOUTS = {
-    "broadcast": ("--rollout.weight_sync", "broadcast"),
     # the hybrid engine: shared-memory IPC, both sides asked to sleep (on CPU vLLM's sleep only pauses it)
     "colocated_ipc_sleep": (
         "--train.colocate_all", "true", "--ds.zero_stage", "3", "--vllm.enable_sleep", "true",
@@ -34,8 +33,8 @@ LAYOUTS = {
     ),
     # async with partial rollouts: updates land between llm_engine.step() calls of a generation in progress
     "async_partial": ("--train.async_enable", "true", "--train.partial_rollout_enable", "true"),
-    # tensor parallel 2: two vLLM worker processes, each bound to its own core
-    "tensor_parallel_2": ("--vllm.tensor_parallel_size", "2"),
+    # gloo broadcast into tensor parallel 2: two vLLM worker processes, each bound to its own core
+    "broadcast_tensor_parallel_2": ("--rollout.weight_sync", "broadcast", "--vllm.tensor_parallel_size", "2"),
 }  # fmt: skip
 
 

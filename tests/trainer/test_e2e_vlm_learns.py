@@ -1,4 +1,4 @@
-"""The VLM demo's pipeline learns: configs/demo_vlm.yaml as `openrlhf-train` runs it (about 7 minutes).
+"""The VLM demo's pipeline learns: configs/demo_vlm.yaml as `openrlhf-train` runs it, with 200 held-out rows.
 
 Build the tiny Qwen2.5-VL, SFT-warm it on generated shapes images whose colour answers come from a biased
 teacher (it says "blue" for half the shapes of other colours), then GRPO with the reward server on loopback
@@ -23,7 +23,9 @@ def test_vlm_demo_pipeline_raises_heldout_colour_accuracy(ray_cluster, tmp_path)
     from openrlhf.demos.pipeline import run_demo
 
     work = tmp_path / "demo_vlm"
-    overrides = ["--demo.work_dir", str(work), "--train.output_dir", str(work / "out")]
+    # the demo with 200 held-out rows instead of 400 (each is answered 4 times: before and after, by the trainer
+    # and per task); the gains it asserts are half the demo's (docs/benchmarks.md)
+    overrides = ["--demo.work_dir", str(work), "--train.output_dir", str(work / "out"), "--demo.num_heldout", "200"]
     cfg, _ = load_config(
         [*overrides, "--logger.progress_bar", "false"], default_config=str(REPO / "configs" / "demo_vlm.yaml")
     )

@@ -344,3 +344,57 @@ def test_create_reward_source_picks_the_configured_one(tmp_path, server):
         create_reward_source(RewardConfig())
     with pytest.raises(ValueError, match="exclusive"):
         create_reward_source(RewardConfig(reward_func=str(path)), urls=[server.url])
+
+
+# --------------------------------------------------------------------------- replicas
+
+
+def test_a_dead_replica_loses_its_share_to_the_live_one_at_once(server):
+    """Two servers; one is down (nothing listens): every chunk is answered by the other, without retries or
+    backoff spent on the dead one, which is then left alone for reward.replica_cooldown_s."""
+    dead = f"http://127.0.0.1:{free_port()}/get_reward"
+    queries, prompts, labels = make_batch(12)  # 4 chunks of 3, every second one first sent to the dead server
+    with client_for(dead, server.url, retries=3, backoff=1.0, replica_cooldown=60.0) as client:
+        start = time.monotonic()
+        result = client.score(queries, prompts, labels)
+        assert time.monotonic() - start < 1.0  # no backoff of 1 s was spent on the dead server
+        assert result.scores == [contains_reward(q, label) for q, label in zip(queries, labels, strict=True)]
+        assert client.failovers >= 1 and client.down_urls() == [dead]
+        failovers = client.failovers
+        client.score(queries, prompts, labels)  # in its cool-down: not tried at all
+        assert client.failovers == failovers
+    assert len(server.behaviour.requests) == 8
+
+
+def test_a_hung_replica_times_out_once_then_is_skipped_and_tried_again_later(server, second_server):
+    second_server.behaviour.delay = 30.0  # accepts, never answers in time
+    queries, prompts, labels = make_batch(6)
+    with client_for(server.url, second_server.url, timeout=0.5, replica_cooldown=0.5) as client:
+        start = time.monotonic()
+        assert client.score(queries, prompts, labels).scores == [
+            contains_reward(q, la) for q, la in zip(queries, labels, strict=True)
+        ]
+        assert time.monotonic() - start < 2.5  # one timeout of 0.5 s, no retries on the hung one
+        assert client.down_urls() == [second_server.url]
+        time.sleep(0.6)
+        assert client.down_urls() == []  # the cool-down is over: it gets its share again
+        second_server.behaviour.delay = 0.0
+        before = len(second_server.behaviour.requests)
+        client.score(queries, prompts, labels)
+        assert len(second_server.behaviour.requests) > before
+
+
+def test_when_every_replica_fails_the_error_names_each(server):
+    dead = f"http://127.0.0.1:{free_port()}/get_reward"
+    server.behaviour.fail_next = 100
+    with client_for(server.url, dead, retries=1) as client, pytest.raises(RewardServiceError) as err:
+        client.score(*make_batch(2))
+    message = str(err.value)
+    assert message.startswith("every reward server failed") and server.url in message and dead in message
+
+
+def test_a_rejected_request_is_not_sent_to_another_replica(server, second_server):
+    server.behaviour.mode = "reject"
+    with client_for(server.url, second_server.url) as client, pytest.raises(RewardServiceError, match="HTTP 422"):
+        client.score(*make_batch(2))
+    assert second_server.behaviour.requests == [] and client.failovers == 0
