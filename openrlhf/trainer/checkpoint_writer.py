@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,6 @@ class CheckpointWriter:
         self.save_hf = save_hf
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        self.last_write_seconds: float | None = None  # the last write, submit to rename
 
     def save(
         self, policy: Any, step: int, driver_state: dict[str, Any], pending: list, *, background: bool = False
@@ -45,7 +43,6 @@ class CheckpointWriter:
         final = checkpoint_dir(self.root, step)
         tmp = begin_directory(final)
         state = {**driver_state, "rng": capture_rng_state()}  # the driver's RNG now, not when the thread writes
-        t0 = time.perf_counter()
         try:
             refs = [
                 h.save_checkpoint.remote(str(tmp.parent), tmp.name, {"optimizer_steps": step}) for h in policy.handles
@@ -56,15 +53,15 @@ class CheckpointWriter:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         if not background:
-            self._finish(refs, tmp, final, state, pending, t0)
+            self._finish(refs, tmp, final, state, pending)
             return final
         self._thread = threading.Thread(
-            target=self._finish_in_thread, args=(refs, tmp, final, state, pending, t0), name="checkpoint", daemon=True
+            target=self._finish_in_thread, args=(refs, tmp, final, state, pending), name="checkpoint", daemon=True
         )
         self._thread.start()
         return final
 
-    def _finish(self, refs: list, tmp: Path, final: Path, state: dict, pending: list, t0: float) -> None:
+    def _finish(self, refs: list, tmp: Path, final: Path, state: dict, pending: list) -> None:
         from openrlhf.trainer.checkpoint_io import commit_directory, rotate_checkpoints, save_driver_state
         from openrlhf.utils.actor_calls import wait_for
 
@@ -78,7 +75,6 @@ class CheckpointWriter:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         rotate_checkpoints(self.root, self.keep)
-        self.last_write_seconds = time.perf_counter() - t0
 
     def _finish_in_thread(self, *args) -> None:
         try:

@@ -14,7 +14,6 @@ This file holds the loop: :meth:`RLTrainer.fit` (set-up, steps, finish), one ste
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import os
 import time
@@ -276,7 +275,7 @@ class RLTrainer:
             "step": self.step,
             "stream": pending[-1].stream_state if pending else self._stream_state_after_training(),
             "kl_controller": self.kl_controller.state_dict(),
-            "history": copy.deepcopy(self.history),
+            "history": [dict(row) for row in self.history],  # rows of numbers: a background write sees them as now
             "best_model": self.best.state(),
         }
         return self.ckpt_writer.save(self.res.policy, self.step, state, pending, background=background)

@@ -86,10 +86,6 @@ class CallDeadline:
 CALL_DEADLINE = CallDeadline()
 
 
-def _describe(ref: Any) -> str:
-    return getattr(ref, "task_name", None) or str(ref)
-
-
 def wait_for(refs: list, what: str = "") -> list:
     """The results of ``refs``: in-driver results directly, Ray object refs through ``ray.get``.
 
