@@ -126,6 +126,12 @@ class RolloutConfig(Section):
     top_k: int = Field(-1, ge=-1, description="-1: off")
     max_new_tokens: int = Field(64, ge=1)
     generate_batch_size: int = Field(64, ge=1, description="HF engine: sequences per generate call")
+    tools: list[Literal["calculator", "python", "crop"]] = Field(
+        default_factory=list,
+        description="multi-turn rollouts with these built-in tools, called as <tool_call>{json}</tool_call> "
+        "(openrlhf/rollout/tool_agent.py); the run's reward source scores the final response",
+    )
+    max_turns: int = Field(4, ge=1, description="rollout.tools: turns per episode (the last one is not answered)")
     max_tokens_per_gpu: int = Field(
         0, ge=0, description="train.dynamic_batch_enable: tokens per log-prob micro-batch; 0: train.max_tokens_per_gpu"
     )
@@ -328,6 +334,11 @@ class TrainConfig(Section):
         "seconds counts as a lost part (twice this before the first step)",
     )
     eval_steps: int = Field(0, ge=0, description="evaluate every k steps; 0: start and end only")
+    agent_func_path: str = Field(
+        "",
+        description="an OpenRLHF agent file (AgentExecutor over AgentInstanceBase): multi-turn rollouts, the "
+        "environment's step() gives the rewards (no reward.* source); see openrlhf/rollout/agent_rollout.py",
+    )
     cpus_per_worker: float = Field(1.0, gt=0.0)
     num_threads_per_worker: int = Field(0, ge=0, description="torch threads per Ray worker; 0: auto")
 
@@ -464,9 +475,10 @@ class DemoConfig(Section):
     """The embedded default pipeline: build tiny model, SFT warm start, eval, RL, eval."""
 
     enable: bool = False
-    task: Literal["sums", "arithmetic", "shapes", "preference"] = Field(
+    task: Literal["sums", "arithmetic", "products", "shapes", "preference"] = Field(
         "sums",
-        description="sums: chained single-digit sums (text); arithmetic: word problems; shapes: images; "
+        description="sums: chained single-digit sums (text); arithmetic: word problems; products: 3-digit "
+        "products for the calculator tool (full_reasoning_prob: share of SFT targets that call it); shapes: images; "
         "preference: train the tiny VLM as a generative reward model on image pairs (R1-Reward)",
     )
     work_dir: str = "outputs/demo"
@@ -543,6 +555,18 @@ class Config(Section):
             raise ValueError(
                 f"reward.launch_local_server with {other}: the launched server is the reward source, so "
                 f"{other} must be empty; set one of them"
+            )
+        if self.train.agent_func_path and self.rollout.tools:
+            raise ValueError(
+                "train.agent_func_path with rollout.tools: the agent file's environment answers the turns; "
+                "set one of them"
+            )
+        if self.train.agent_func_path and (
+            self.reward.remote_url or self.reward.reward_func or self.reward.launch_local_server
+        ):
+            raise ValueError(
+                "train.agent_func_path: the agent's step() gives the rewards, so reward.remote_url, "
+                "reward.reward_func and reward.launch_local_server must be unset"
             )
         if self.algo.dynamic_filter.enable and self.rollout.n_samples_per_prompt < 2:
             raise ValueError(

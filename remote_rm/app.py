@@ -14,6 +14,7 @@ open for probes, but without the token it says only ``{"status": "ok"}`` (no rec
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -26,6 +27,7 @@ from fastapi.responses import JSONResponse, Response
 from remote_rm import __version__
 from remote_rm.metrics import CONTENT_TYPE, ServiceMetrics
 from remote_rm.protocol import ProtocolError, parse_json, parse_request
+from remote_rm.sandbox import FALLBACK, sandbox_mechanism, sandbox_mode
 from remote_rm.scoring import Scorer
 from remote_rm.settings import ServiceConfig
 
@@ -87,6 +89,7 @@ def create_app(config: ServiceConfig, token: str | None = None) -> FastAPI:
     log_rejection = _RejectionLog()
     in_flight = {"samples": 0}
     per_client: dict[str, int] = {}
+    sandbox: dict[str, Any] = {"mechanism": None, "used": False}
 
     def busy(message: str) -> JSONResponse:
         metrics.busy_rejections.inc()
@@ -100,6 +103,14 @@ def create_app(config: ServiceConfig, token: str | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         started = time.monotonic()
         await scorer.start()
+        # The code sandbox's mechanism, probed once (a run of print(1), ~50 ms); warned about where code_tests
+        # would run with the rlimits-only fallback.
+        sandbox["mechanism"] = await asyncio.to_thread(sandbox_mechanism)
+        sandbox["used"] = any(c.name == "code_tests" for comps in scorer.recipes.values() for _, c in comps)
+        if sandbox["used"] and sandbox_mode() == FALLBACK:
+            log.warning(
+                "code_tests sandbox: %s (docs/sandbox.md says what that does not contain)", sandbox["mechanism"]
+            )
         log.info(
             "remote_rm %s ready in %.1f s: %d scoring workers, WordNet %s",
             __version__,
@@ -199,6 +210,7 @@ def create_app(config: ServiceConfig, token: str | None = None) -> FastAPI:
                 "rouge": {"available": True},
                 "math_verify": {"available": scorer.math_pool is not None},
                 "ovd_map": {"available": True, "library": "pycocotools"},
+                "code_tests": {"available": True, "used": sandbox["used"], "sandbox": sandbox["mechanism"]},
                 "judge": {
                     "configured": scorer.judge is not None,
                     "base_url": config.judge.base_url if scorer.judge else None,

@@ -66,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth = commands.add_parser(
         "synth", help="write a synthetic demo task (defaults: the config's demo section)", formatter_class=HelpFormatter
     )
-    synth.add_argument("--task", required=True, choices=["sums", "arithmetic", "shapes", "preference"], help="the task")
+    from openrlhf.config import DemoConfig
+
+    tasks = list(get_args(DemoConfig.model_fields["task"].annotation))
+    synth.add_argument("--task", required=True, choices=tasks, help="the task")
     synth.add_argument("--out", required=True, metavar="DIR", help="output folder")
     synth.add_argument("--seed", type=int, default=0, help="seed of the generated rows")
     defaults = _demo_defaults()

@@ -134,6 +134,11 @@ def _arithmetic_set(
     return problems
 
 
+def check_sizes(num_train: int, num_heldout: int) -> None:
+    if num_train < 1 or num_heldout < 0:
+        raise ValueError(f"num_train must be >= 1 and num_heldout >= 0, got {num_train}, {num_heldout}")
+
+
 def _write_json_list(path: Path, rows: list[dict]) -> None:
     body = ",\n".join("  " + json.dumps(row, ensure_ascii=False) for row in rows)
     path.write_text("[\n" + body + "\n]\n", encoding="utf-8")
@@ -160,8 +165,7 @@ def write_arithmetic_task(
         raise ValueError(f"distinct must be 'expression' or 'question', got {distinct!r}")
     if not 1 <= difficulty <= MAX_DIFFICULTY:
         raise ValueError(f"difficulty must be 1..{MAX_DIFFICULTY}, got {difficulty}")
-    if num_train < 1 or num_heldout < 0:
-        raise ValueError(f"num_train must be >= 1 and num_heldout >= 0, got {num_train}, {num_heldout}")
+    check_sizes(num_train, num_heldout)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -246,8 +250,7 @@ def write_sums_task(
         raise ValueError(f"need 2 <= min_terms <= max_terms, got {min_terms}, {max_terms}")
     if not 0.0 <= worked_prob <= 1.0 or not 0.0 <= fact_share < 1.0:
         raise ValueError(f"worked_prob must be in [0, 1] and fact_share in [0, 1), got {worked_prob}, {fact_share}")
-    if num_train < 1 or num_heldout < 0:
-        raise ValueError(f"num_train must be >= 1 and num_heldout >= 0, got {num_train}, {num_heldout}")
+    check_sizes(num_train, num_heldout)
     if num_heldout > (SUM_TERM_MAX**min_terms) // 2:
         raise ValueError(f"num_heldout {num_heldout} is too many distinct sums of {min_terms} terms")
     out = Path(out_dir)
@@ -493,6 +496,7 @@ def write_demo_task(demo: DemoTask, out_dir: str | Path, seed: int = 0) -> dict[
     ``openrlhf-data synth`` both come here, with the ``demo`` config section): sums or arithmetic (text), shapes
     (images), preference (image pairs for a generative reward model, :mod:`openrlhf.data.synthetic_preference`)."""
     from openrlhf.data.synthetic_preference import write_preference_task
+    from openrlhf.data.synthetic_tools import write_products_task
 
     writers = {
         "preference": (
@@ -517,6 +521,7 @@ def write_demo_task(demo: DemoTask, out_dir: str | Path, seed: int = 0) -> dict[
                 "fact_share": demo.fact_share,
             },
         ),
+        "products": (write_products_task, {"tool_share": demo.full_reasoning_prob}),
         "arithmetic": (
             write_arithmetic_task,
             {

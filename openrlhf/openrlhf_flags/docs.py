@@ -49,7 +49,7 @@ SAME_NAMES: tuple[str, ...] = (
     "eval.n_samples_per_prompt", "eval.temperature", "reward.stop_properly_penalty_coef",
     "ds.adam_offload", "ds.enable_sleep", "ds.packing_samples", "ds.zero_stage", "logger.tensorboard_dir", "ref.num_gpus_per_node",
     "ref.num_nodes", "reward.remote_url", "rollout.max_new_tokens", "rollout.max_tokens_per_gpu", "rollout.n_samples_per_prompt",
-    "rollout.temperature", "rollout.top_p", "train.async_enable", "train.partial_rollout_enable", "train.colocate_actor_ref", "train.colocate_all", "train.dynamic_batch_enable", "train.max_epochs", "train.max_tokens_per_gpu",
+    "rollout.temperature", "rollout.top_p", "train.agent_func_path", "train.async_enable", "train.partial_rollout_enable", "train.colocate_actor_ref", "train.colocate_all", "train.dynamic_batch_enable", "train.max_epochs", "train.max_tokens_per_gpu",
     "train.num_episodes", "train.seed", "vllm.enable_prefix_caching", "vllm.enable_sleep", "vllm.enforce_eager",
     "vllm.gpu_memory_utilization", "vllm.num_engines", "vllm.sync_backend", "vllm.tensor_parallel_size",
 )  # fmt: skip

@@ -349,11 +349,6 @@ REFUSAL_LIST: tuple[Refusal, ...] = (
         "score length in the reward function or server",
     ),
     Refusal(
-        "train.agent_func_path",
-        "multi-turn agents (AgentInstanceBase / AgentExecutorBase) are not implemented: rollouts are single-turn",
-        "use a reward function (--reward.remote_url my_reward.py) for single-turn scoring",
-    ),
-    Refusal(
         "train.full_determinism_enable",
         "torch's deterministic-algorithms mode is not switched on",
         "runs are seeded with --train.seed",

@@ -56,6 +56,8 @@ class GenerationOutput:
     weight_switches: with partial rollouts (openrlhf/rollout/weight_switch.py), for each weight update that
         landed while this response was generated, how many of its tokens had been sampled by then (tokens
         before that index come from the older weights); empty when one version generated it all.
+    loss_mask: per output token, 1 where the policy sampled it and 0 where an environment wrote it (multi-turn
+        episodes, openrlhf/rollout/agent_rollout.py); empty when the policy sampled every token.
     """
 
     prompt_token_ids: list[int]
@@ -64,6 +66,7 @@ class GenerationOutput:
     log_probs: list[float]
     finish_reason: str = "length"
     weight_switches: list[int] = field(default_factory=list)
+    loss_mask: list[int] = field(default_factory=list)
 
 
 FinishedGroups = list[tuple[int, list[GenerationOutput]]]

@@ -94,6 +94,7 @@ class RLTrainer:
         self.res: RunResources | None = None  # worker groups, engines, placement groups, weight pusher
         self.encoder: PromptEncoder | None = None
         self.reward_source = None
+        self.agent = None  # train.agent_func_path's AgentExecutor
         self.rollouts: AsyncRollouts | None = None  # the producer thread in async mode (train.async_enable)
         # What the last steps did, for metrics:
         self.train_windows: list[tuple[float, float]] = []  # when the policy computed, for async/overlap
@@ -173,14 +174,7 @@ class RLTrainer:
         try:
             prompts = [self.encoder.encode(s) for s in samples]
             params = sampling_params(self.cfg, seed=self.cfg.train.seed * 100003 + index)
-            scored = generate_and_score(
-                self.res.engines,
-                prompts,
-                params,
-                self.reward_source,
-                self.encoder,
-                on_generated=self.res.pusher.after_generation,
-            )
+            scored = self._generate(prompts, params, on_generated=self.res.pusher.after_generation)
         except BaseException:
             self.stream.load_state(before)  # a checkpoint saved now resumes with these prompts
             raise
@@ -188,6 +182,26 @@ class RLTrainer:
         timings = {"generation": t1 - t0, "reward": scored.reward_wait, "reward_busy": scored.reward_busy}
         return ProducedBatch(
             index, scored.rollout, policy_version, self.stream.state(), timings, (t0, t1), scored.reward_windows
+        )
+
+    def _generate(self, prompts: list, params, on_generated=None):
+        """n responses per prompt, scored by the reward source; or n multi-turn episodes per prompt
+        (openrlhf/trainer/agent_episodes.py): of the agent file (train.agent_func_path), rewarded by its
+        environment, or with the built-in tools (rollout.tools), scored by the reward source."""
+        if self.agent is not None:
+            from openrlhf.trainer.agent_episodes import generate_episodes
+
+            return generate_episodes(
+                self.res.engines,
+                prompts,
+                params,
+                self.agent,
+                self.encoder,
+                reward_source=self.reward_source,
+                on_generated=on_generated,
+            )
+        return generate_and_score(
+            self.res.engines, prompts, params, self.reward_source, self.encoder, on_generated=on_generated
         )
 
     def _consume(self, produced: ProducedBatch, t_step: float, push_weights) -> dict[str, float]:
@@ -253,7 +267,7 @@ class RLTrainer:
             return {}
         prompts = [self.encoder.encode(s) for s in samples]
         params = eval_sampling_params(self.cfg, self.cfg.train.seed)  # the same draws at every evaluation
-        rollout = generate_and_score(self.res.engines, prompts, params, self.reward_source, self.encoder).rollout
+        rollout = self._generate(prompts, params).rollout
         result = eval_metrics(rollout)
         if self.best.improved(result, self.step):
             from openrlhf.trainer.checkpoint_io import atomic_directory
@@ -394,6 +408,8 @@ class RLTrainer:
             before = self.evaluate(heldout) if self.step == 0 else {}
             if before:
                 summary["heldout_accuracy_before"] = before["eval/accuracy"]
+                if "eval/tool_call_rate" in before:
+                    summary["heldout_tool_call_rate_before"] = before["eval/tool_call_rate"]
             final_ckpt = self._train(stack, total_steps, heldout)
             summary.update(self._finish(heldout, final_ckpt))
         if self.history:
@@ -422,7 +438,16 @@ class RLTrainer:
         # The placement and memory plan, before any placement group: a run that cannot fit stops here.
         plan = check_plan(cfg, layout=layout)
         (self.output_dir / "plan.txt").write_text(format_plan(plan) + "\n")
-        self.reward_source = stack.enter_context(open_reward_source(cfg.reward, self.output_dir))
+        if cfg.train.agent_func_path:  # the agent's environment rewards its episodes
+            from openrlhf.rollout.agent_rollout import load_agent_executor
+
+            self.agent = load_agent_executor(cfg.train.agent_func_path)
+        else:
+            self.reward_source = stack.enter_context(open_reward_source(cfg.reward, self.output_dir))
+        if cfg.rollout.tools:  # episodes with the built-in tools, scored by the reward source
+            from openrlhf.rollout.tool_agent import tool_executor
+
+            self.agent = tool_executor(cfg.rollout.tools, cfg.rollout.max_turns)
         t_setup = time.perf_counter()
         self.res = RunResources(cfg, layout)
         # Workers, engines and placement groups go away also when the run fails or stops early,
@@ -531,6 +556,8 @@ class RLTrainer:
         after = self.evaluate(heldout)
         if after:
             summary["heldout_accuracy_after"] = after["eval/accuracy"]
+            if "eval/tool_call_rate" in after:
+                summary["heldout_tool_call_rate_after"] = after["eval/tool_call_rate"]
             summary.update({f"final_{k.split('/', 1)[1]}": v for k, v in after.items()})
         export_dir = self.output_dir / "final_model"
         self.res.policy.call("export_hf", str(export_dir))

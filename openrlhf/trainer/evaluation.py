@@ -68,6 +68,9 @@ def eval_metrics(rollout: Rollout) -> dict[str, float]:
         result[f"eval/pass{n}"] = _mean(max(group) >= 1.0 for group in groups)
     for name, values in rollout.components.items():
         result.setdefault(f"eval/{name}", _mean(values))
+    for name in ("tool_call_rate", "agent_turns"):  # multi-turn episodes (openrlhf/trainer/agent_episodes.py)
+        if name in rollout.extra_logs:
+            result[f"eval/{name}"] = float(rollout.extra_logs[name])
     return result
 
 

@@ -87,10 +87,17 @@ def score_groups(
     return reward_source.score(queries, prompt_texts, labels)
 
 
+def _prompt_ids(rollout: Rollout, row: int) -> list[int]:
+    """Row ``row``'s prompt: the encoded prompt, or for a multi-turn episode (an output with a ``loss_mask``) the
+    ids its environment's reset() gave the engine, token for token."""
+    output = rollout.outputs[row]
+    return output.prompt_token_ids if output.loss_mask else rollout.prompt_of(row).request.prompt_token_ids
+
+
 def build_experience(rollout: Rollout, pad_token_id: int) -> Experience:
     """Pad prompts on the left and responses on the right into [prompt | response] rows."""
     rows = len(rollout.outputs)
-    prompt_len = max(len(rollout.prompt_of(r).request.prompt_token_ids) for r in range(rows))
+    prompt_len = max(len(_prompt_ids(rollout, r)) for r in range(rows))
     resp_len = max(1, max(len(o.output_token_ids) for o in rollout.outputs))
     sequences = torch.full((rows, prompt_len + resp_len), pad_token_id, dtype=torch.long)
     attention = torch.zeros((rows, prompt_len + resp_len), dtype=torch.long)
@@ -99,13 +106,17 @@ def build_experience(rollout: Rollout, pad_token_id: int) -> Experience:
     multimodal: list[dict[str, Any] | None] = []
     for r, output in enumerate(rollout.outputs):
         prompt = rollout.prompt_of(r)
-        p_ids, o_ids = prompt.request.prompt_token_ids, output.output_token_ids
+        p_ids = _prompt_ids(rollout, r)
+        o_ids = output.output_token_ids
         sequences[r, prompt_len - len(p_ids) : prompt_len] = torch.tensor(p_ids)
         attention[r, prompt_len - len(p_ids) : prompt_len] = 1
         if o_ids:
             sequences[r, prompt_len : prompt_len + len(o_ids)] = torch.tensor(o_ids)
             attention[r, prompt_len : prompt_len + len(o_ids)] = 1
-            response_mask[r, : len(o_ids)] = 1.0
+            if output.loss_mask:  # a multi-turn episode: the environment's tokens are context, not loss
+                response_mask[r, : len(o_ids)] = torch.tensor(output.loss_mask, dtype=torch.float32)
+            else:
+                response_mask[r, : len(o_ids)] = 1.0
             sampler[r, : len(output.log_probs)] = torch.tensor(output.log_probs, dtype=torch.float32)
         multimodal.append(prompt.multimodal)
     return Experience(sequences, attention, response_mask, multimodal, sampler_log_probs=sampler)

@@ -13,7 +13,6 @@ Both sources share one call, ``score(queries, prompts, labels) -> RewardResult``
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import math
 import os
 import threading
@@ -511,13 +510,10 @@ class FileRewardFunction:
         self.path = Path(path)
         if not self.path.is_file():
             raise RewardFunctionError(f"reward.reward_func: file not found: {self.path}")
-        module_name = f"_openrlhf_reward_func_{abs(hash(str(self.path.resolve())))}"
-        spec = importlib.util.spec_from_file_location(module_name, self.path)
-        if spec is None or spec.loader is None:
-            raise RewardFunctionError(f"reward.reward_func: {self.path} cannot be imported as a Python module")
-        module = importlib.util.module_from_spec(spec)
+        from openrlhf.utils.py_files import import_python_file
+
         try:
-            spec.loader.exec_module(module)
+            module = import_python_file(self.path, "_openrlhf_reward_func")
         except Exception as exc:
             raise RewardFunctionError(f"reward.reward_func: importing {self.path} failed: {exc!r}") from exc
         func = getattr(module, "reward_func", None)

@@ -10,7 +10,8 @@ formula in its docstring, except four that need more than one sample's text:
   server process; :mod:`remote_rm.rewards.generative`, :mod:`remote_rm.generative_rm`).
 
 ``where`` says where the plain ones run: "inline" (cheap, microseconds: in the server process) or
-"pool" (CPU-heavy text metrics and mAP: in the scoring worker processes).
+"pool" (CPU-heavy text metrics and mAP, and ``code_tests``, which runs the response's code against the label's
+tests in the sandbox of :mod:`remote_rm.sandbox`: in the scoring worker processes).
 
 A custom component is named by import path, ``package.module:function`` or ``/path/file.py:function``,
 and runs in the pool unless the recipe says ``where: inline``.
@@ -27,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from remote_rm.rewards import accuracy, boxes, format, generative, length, ovd, similarity
+from remote_rm.rewards import accuracy, boxes, code_tests, format, generative, length, ovd, similarity
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ BUILTIN: dict[str, Component] = {
         Component("meteor", similarity.meteor, where="pool"),
         Component("similarity", similarity.similarity, where="pool"),
         Component("ovd_map", ovd.ovd_map, where="pool"),
+        Component("code_tests", code_tests.code_tests, where="pool", check=code_tests.check_params),
         Component("math_accuracy", _math_accuracy, kind="math"),
         Component("cosine_length", _cosine_length, kind="derived"),
         Component("judge_consistency", _judge_consistency, kind="judge"),

@@ -2,8 +2,12 @@
 
 Each run starts one vLLM engine (15-30 s eager on 2 cores); the weights reach it by gloo broadcast (separate
 engine, the vLLM default) and shared-memory IPC (``train.colocate_all``); the object-store path (``update_weights``)
-is checked on the engine itself in tests/rollout/test_vllm_cpu_engine.py. After the run the engine's greedy answers equal those of the exported policy and
-differ from the initial model's, and the sampler's log-probs match the policy's within the stated tolerance.
+is checked on the engine itself in tests/rollout/test_vllm_cpu_engine.py. The sampler's log-probs match the
+policy's within the stated tolerance, and the policy moved.
+
+The colocated run's rollouts are multi-turn: OpenRLHF's own agent file (tests/fixtures/openrlhf_examples/agent_func.py)
+drives them, each turn's token ids go into vLLM as they are, and the policy's log-probs over the whole conversation
+(the environment's tokens masked) match the engine's per-turn ones.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from openrlhf.cli.train import main as train_main
 from openrlhf.models.loading import load_model
 
 from .helpers import small_run_args, with_reward_func
+from .test_e2e_agents import AGENT_FUNC
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -26,10 +31,11 @@ pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 SAMPLER_POLICY_TOLERANCE = 1e-3
 
 LAYOUTS = {
-    # the hybrid engine: shared-memory IPC, both sides asked to sleep (on CPU vLLM's sleep only pauses it)
-    "colocated_ipc_sleep": (
+    # the hybrid engine: shared-memory IPC, both sides asked to sleep (on CPU vLLM's sleep only pauses it), and
+    # multi-turn episodes of OpenRLHF's agent file (rewarded by its environment, so no reward function)
+    "colocated_ipc_sleep_agent": (
         "--train.colocate_all", "true", "--ds.zero_stage", "3", "--vllm.enable_sleep", "true",
-        "--ds.enable_sleep", "true",
+        "--ds.enable_sleep", "true", "--train.agent_func_path", str(AGENT_FUNC),
     ),
     # async with partial rollouts: updates land between llm_engine.step() calls of a generation in progress
     "async_partial": ("--train.async_enable", "true", "--train.partial_rollout_enable", "true"),
@@ -41,10 +47,11 @@ LAYOUTS = {
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_three_steps_with_a_vllm_engine(require_vllm_cpu, ray_cluster, task, tmp_path, capsys, layout):
     out = tmp_path / "run"
+    agent = "agent" in layout
     args = small_run_args(
         task,
         out,
-        *with_reward_func(task),
+        *(() if agent else with_reward_func(task)),
         "--rollout.backend",
         "vllm",
         "--vllm.enforce_eager",
@@ -64,6 +71,7 @@ def test_three_steps_with_a_vllm_engine(require_vllm_cpu, ray_cluster, task, tmp
     for row in synced:  # the engine samples from the weights the policy trains (each step after a sync)
         assert row["policy/sampler_abs_log_prob_diff"] < SAMPLER_POLICY_TOLERANCE, row
         assert row["policy/sampler_ratio_max"] < 1 + 10 * SAMPLER_POLICY_TOLERANCE, row
+        assert not agent or row["reward_log/agent_turns"] >= 2.0, row  # 1-3 "INCORRECT" turns, then the last
     assert rows[-1]["policy/optimizer_steps"] == 3
     # and the policy moved: the exported weights are not the initial ones
     initial, final = (load_model(path).state_dict() for path in (task["model"], out / "final_model"))
