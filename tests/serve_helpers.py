@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,18 +41,34 @@ def user(text: str, system: str | None = None) -> list[dict]:
 
 
 def alone_then_together(
-    server, client: openai.OpenAI, name: str, prompts: list[str], max_tokens: int = 6, system: str | None = None
+    server,
+    client: openai.OpenAI,
+    name: str,
+    prompts: list[str],
+    max_tokens: int = 6,
+    system: str | None = None,
+    blocker_tokens: int = 0,
 ):
     """Greedy answers to ``prompts`` asked one at a time, then all at once from threads; returns (alone,
-    together, the server's /stats before and after the concurrent round)."""
+    together, the server's /stats before and after the concurrent round).
 
-    def ask(text):
+    ``blocker_tokens`` > 0: the concurrent round starts with one longer request (that many tokens, other sampling
+    params, so it runs in a call of its own) which keeps the engine busy while the others arrive; they then wait
+    together, as under load, instead of racing an engine fast enough to answer each before the next arrives.
+    The blocker adds one engine call to the round."""
+
+    def ask(text, tokens=max_tokens):
         messages = user(text, system)
-        reply = client.chat.completions.create(model=name, messages=messages, max_tokens=max_tokens, temperature=0)
+        reply = client.chat.completions.create(model=name, messages=messages, max_tokens=tokens, temperature=0)
         return reply.choices[0].message.content
 
     alone = [ask(text) for text in prompts]
     before = httpx.get(f"{server.base_url}/stats").json()
-    with ThreadPoolExecutor(len(prompts)) as pool:
+    with ThreadPoolExecutor(len(prompts) + 1) as pool:
+        blocker = pool.submit(ask, "Count from one to fifty.", blocker_tokens) if blocker_tokens else None
+        if blocker is not None:
+            time.sleep(0.05)  # the blocker is in the engine before the others are sent
         together = list(pool.map(ask, prompts))
+        if blocker is not None:
+            blocker.result()
     return alone, together, before, httpx.get(f"{server.base_url}/stats").json()
