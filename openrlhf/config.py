@@ -129,7 +129,7 @@ class RolloutConfig(Section):
     tools: list[Literal["calculator", "python", "crop"]] = Field(
         default_factory=list,
         description="multi-turn rollouts with these built-in tools, called as <tool_call>{json}</tool_call> "
-        "(openrlhf/rollout/tool_agent.py); the run's reward source scores the final response",
+        "(openrlhf/rollout/tool_agent.py); the run's reward source scores the final answer",
     )
     max_turns: int = Field(4, ge=1, description="rollout.tools: turns per episode (the last one is not answered)")
     max_tokens_per_gpu: int = Field(

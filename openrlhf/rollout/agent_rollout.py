@@ -26,6 +26,7 @@ from typing import Any
 
 from openrlhf.rollout.base import GenerationOutput, GenerationRequest, SamplingParams
 from openrlhf.rollout.dispatch import derive_seed
+from openrlhf.utils.actor_calls import CALL_DEADLINE, CallTimeout
 from openrlhf.utils.agent import AgentError, AgentExecutorBase, as_number
 from openrlhf.utils.py_files import import_python_file
 
@@ -288,7 +289,18 @@ def run_episodes(
         jobs = [one(text, label) for text, label in prompts for _ in range(params.n)]
         return await asyncio.gather(*jobs), batcher.turns
 
-    results, turns = asyncio.run(run_all())
+    async def within_deadline() -> tuple[list[Any], int]:
+        # an environment's step() that never returns must not hang the run: the run's call deadline bounds it
+        deadline = CALL_DEADLINE.seconds
+        try:
+            return await asyncio.wait_for(run_all(), timeout=deadline)
+        except TimeoutError:
+            raise CallTimeout(
+                f"{len(prompts) * params.n} agent episodes did not finish within {deadline:.0f} s (the run's call "
+                "deadline): an environment's step() or reset() that never returns?"
+            ) from None
+
+    results, turns = asyncio.run(within_deadline())
     episodes = [Episode.from_result(r, f"episode {i} (prompt {i // params.n})") for i, r in enumerate(results)]
     grouped = [episodes[k * params.n : (k + 1) * params.n] for k in range(len(prompts))]
     return AgentRollout(grouped, turns, time.perf_counter() - start)

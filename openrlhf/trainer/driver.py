@@ -430,6 +430,7 @@ class RLTrainer:
         # and the workers import and initialise in their own processes.
         pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="prompt-encoder"))
         encoder = pool.submit(PromptEncoder, cfg)
+        self.agent = _open_agent(cfg)  # a bad agent file stops the run before Ray starts
         layout, started_ray = open_cluster(cfg)
         if started_ray:
             import ray
@@ -438,16 +439,8 @@ class RLTrainer:
         # The placement and memory plan, before any placement group: a run that cannot fit stops here.
         plan = check_plan(cfg, layout=layout)
         (self.output_dir / "plan.txt").write_text(format_plan(plan) + "\n")
-        if cfg.train.agent_func_path:  # the agent's environment rewards its episodes
-            from openrlhf.rollout.agent_rollout import load_agent_executor
-
-            self.agent = load_agent_executor(cfg.train.agent_func_path)
-        else:
+        if not cfg.train.agent_func_path:  # else the agent's environment rewards its episodes
             self.reward_source = stack.enter_context(open_reward_source(cfg.reward, self.output_dir))
-        if cfg.rollout.tools:  # episodes with the built-in tools, scored by the reward source
-            from openrlhf.rollout.tool_agent import tool_executor
-
-            self.agent = tool_executor(cfg.rollout.tools, cfg.rollout.max_turns)
         t_setup = time.perf_counter()
         self.res = RunResources(cfg, layout)
         # Workers, engines and placement groups go away also when the run fails or stops early,
@@ -589,3 +582,17 @@ class RLTrainer:
         """Free the workers, engines and placement groups (safe to call twice)."""
         if self.res is not None:
             self.res.close()
+
+
+def _open_agent(cfg: Config):
+    """The multi-turn episodes' executor: the agent file's (train.agent_func_path), the built-in tool
+    environment's (rollout.tools), or None for single-turn rollouts."""
+    if cfg.train.agent_func_path:
+        from openrlhf.rollout.agent_rollout import load_agent_executor
+
+        return load_agent_executor(cfg.train.agent_func_path)
+    if cfg.rollout.tools:
+        from openrlhf.rollout.tool_agent import tool_executor
+
+        return tool_executor(cfg.rollout.tools, cfg.rollout.max_turns)
+    return None

@@ -142,3 +142,23 @@ def test_openrlhf_vlm_agent_is_refused_with_a_message_on_its_first_image(engine)
     params = SamplingParams(n=1, temperature=1.0, max_new_tokens=4, seed=0)
     with pytest.raises(AgentError, match="environment_images: images from the environment"):
         run_episodes(executor, _generate_batch(engine), engine.tokenizer, [("Hi", "x")], params, 400)
+
+
+def test_an_environment_that_never_answers_meets_the_run_deadline(engine, tmp_path):
+    from openrlhf.utils.actor_calls import CALL_DEADLINE, CallTimeout
+
+    agent = tmp_path / "hung_agent.py"
+    agent.write_text(
+        SCRIPTED_AGENT.replace(
+            "        self.turn += 1\n", "        import asyncio\n        await asyncio.sleep(3600)\n"
+        )
+    )
+    params = SamplingParams(n=2, temperature=1.0, max_new_tokens=4, seed=0)
+    saved, CALL_DEADLINE.seconds = CALL_DEADLINE.seconds, 1.0
+    try:
+        with pytest.raises(CallTimeout, match=r"2 agent episodes did not finish within 1 s"):
+            run_episodes(
+                load_agent_executor(agent), _generate_batch(engine), engine.tokenizer, [("Hi", "x")], params, 64
+            )
+    finally:
+        CALL_DEADLINE.seconds = saved
